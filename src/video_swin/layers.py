@@ -1,0 +1,434 @@
+"""The layers of the Video Swin Transformer, each usable and testable on its own.
+
+All layers are channels-last and build their variables from the channel count only, so one model
+serves every clip length and resolution. Sizes that depend on the input (padding, window shrink,
+shift, mask) are computed from the runtime shape in `call`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from video_swin import window_ops
+
+LAYER_NORM_EPSILON = 1e-5
+PACKAGE = "video_swin"
+
+
+def _layer_norm(name):
+    return keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=name)
+
+
+def _triple(value):
+    if isinstance(value, int):
+        return (value, value, value)
+    return tuple(int(v) for v in value)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class StochasticDepth(keras.layers.Layer):
+    """Drop path: in training, zeroes each sample's residual branch with probability `rate` and scales
+    the survivors by 1 / (1 - rate); identity in inference."""
+
+    def __init__(self, rate=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed) if self.rate > 0 else None
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        noise = keras.random.uniform(shape, dtype=x.dtype, seed=self.seed_generator)
+        mask = ops.floor(keep + noise)
+        return x / keep * mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchEmbedding3D(keras.layers.Layer):
+    """Zero-pads the end of T, H, W to multiples of the patch, then Conv3D(kernel = stride = patch) and
+    LayerNorm. (B, T, H, W, 3) -> (B, ceil(T/pt), ceil(H/ph), ceil(W/pw), C)."""
+
+    def __init__(self, patch_size=(2, 4, 4), embed_dim=96, patch_norm=True, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = _triple(patch_size)
+        self.embed_dim = int(embed_dim)
+        self.patch_norm = bool(patch_norm)
+        self.proj = keras.layers.Conv3D(
+            self.embed_dim, self.patch_size, strides=self.patch_size, padding="valid", name="proj"
+        )
+        self.norm = _layer_norm("norm") if self.patch_norm else None
+
+    def build(self, input_shape):
+        self.proj.build((None, None, None, None, input_shape[-1]))
+        if self.norm is not None:
+            self.norm.build((None, None, None, None, self.embed_dim))
+
+    def call(self, x):
+        _, t, h, w, _ = ops.shape(x)
+        pads = [window_ops.pad_amount(s, p) for s, p in zip((t, h, w), self.patch_size)]
+        x = self.proj(window_ops.pad_end(x, pads))
+        if self.norm is not None:
+            x = self.norm(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        out = [input_shape[0]]
+        for size, p in zip(input_shape[1:4], self.patch_size):
+            out.append(None if size is None else -(-size // p))
+        return tuple(out) + (self.embed_dim,)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "patch_size": self.patch_size,
+            "embed_dim": self.embed_dim,
+            "patch_norm": self.patch_norm,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PatchMerging3D(keras.layers.Layer):
+    """Halves H and W (D untouched): zero-pads odd H/W at the end, concatenates the 2x2 neighbours in the
+    order (even h, even w), (odd h, even w), (even h, odd w), (odd h, odd w), then LayerNorm(4C) and a
+    bias-free Linear(4C -> 2C). (B, D, H, W, C) -> (B, D, ceil(H/2), ceil(W/2), 2C)."""
+
+    def __init__(self, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.norm = _layer_norm("norm")
+        self.reduction = keras.layers.Dense(2 * self.dim, use_bias=False, name="reduction")
+
+    def build(self, input_shape):
+        self.norm.build((None, None, None, None, 4 * self.dim))
+        self.reduction.build((None, None, None, None, 4 * self.dim))
+
+    def call(self, x):
+        _, _, h, w, _ = ops.shape(x)
+        x = window_ops.pad_end(x, (0, window_ops.pad_amount(h, 2), window_ops.pad_amount(w, 2)))
+        x = ops.concatenate(
+            [x[:, :, 0::2, 0::2], x[:, :, 1::2, 0::2], x[:, :, 0::2, 1::2], x[:, :, 1::2, 1::2]], axis=-1
+        )
+        return self.reduction(self.norm(x))
+
+    def compute_output_shape(self, input_shape):
+        b, d, h, w, _ = input_shape
+        half = lambda s: None if s is None else -(-s // 2)  # noqa: E731
+        return (b, d, half(h), half(w), 2 * self.dim)
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Mlp(keras.layers.Layer):
+    """Linear(C -> hidden), exact GELU, dropout, Linear(hidden -> C), dropout."""
+
+    def __init__(self, dim, hidden_dim, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.hidden_dim = int(hidden_dim)
+        self.dropout_rate = float(dropout)
+        self.fc1 = keras.layers.Dense(self.hidden_dim, name="fc1")
+        self.fc2 = keras.layers.Dense(self.dim, name="fc2")
+        self.dropout = keras.layers.Dropout(self.dropout_rate)
+
+    def build(self, input_shape):
+        self.fc1.build((None, self.dim))
+        self.fc2.build((None, self.hidden_dim))
+
+    def call(self, x, training=None):
+        x = window_ops.gelu_erf(self.fc1(x))
+        x = self.dropout(x, training=training)
+        return self.dropout(self.fc2(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "hidden_dim": self.hidden_dim,
+            "dropout": self.dropout_rate,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class WindowAttention3D(keras.layers.Layer):
+    """Multi-head self-attention inside windows, with a learned relative position bias.
+
+    The bias table is sized for the configured window and never changes with the input; a window that
+    shrank to N tokens uses the top-left N x N block of the full window's index, as the original does.
+
+    call(windows, attention_mask=None): windows (B * nW, N, C); attention_mask (nW, N, N) or None
+    -> (B * nW, N, C).
+    """
+
+    def __init__(
+        self, dim, num_heads, window_size=(8, 7, 7), qkv_bias=True, attn_dropout=0.0, proj_dropout=0.0, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.num_heads = int(num_heads)
+        self.window_size = _triple(window_size)
+        self.qkv_bias = bool(qkv_bias)
+        self.attn_dropout_rate = float(attn_dropout)
+        self.proj_dropout_rate = float(proj_dropout)
+        self.head_dim = self.dim // self.num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = keras.layers.Dense(3 * self.dim, use_bias=self.qkv_bias, name="qkv")
+        self.proj = keras.layers.Dense(self.dim, name="proj")
+        self.attn_dropout = keras.layers.Dropout(self.attn_dropout_rate)
+        self.proj_dropout = keras.layers.Dropout(self.proj_dropout_rate)
+        self._index = window_ops.relative_position_index(self.window_size)
+
+    def build(self, input_shape):
+        wd, wh, ww = self.window_size
+        self.relative_position_bias_table = self.add_weight(
+            name="relative_position_bias_table",
+            shape=((2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1), self.num_heads),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+        )
+        self.qkv.build((None, self.dim))
+        self.proj.build((None, self.dim))
+
+    def relative_position_bias(self, n):
+        """(heads, n, n) float32 bias for windows of n tokens."""
+        if window_ops.is_static(n):
+            index = ops.convert_to_tensor(self._index[:n, :n].reshape(-1))
+        else:
+            index = ops.reshape(ops.convert_to_tensor(self._index)[:n, :n], (-1,))
+        table = ops.cast(self.relative_position_bias_table, "float32")
+        bias = ops.take(table, index, axis=0)
+        return ops.transpose(ops.reshape(bias, (n, n, self.num_heads)), (2, 0, 1))
+
+    def call(self, x, attention_mask=None, training=None):
+        _, n, c = ops.shape(x)
+        qkv = ops.reshape(self.qkv(x), (-1, n, 3, self.num_heads, self.head_dim))
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
+        q, k, v = qkv[0] * ops.cast(self.scale, qkv.dtype), qkv[1], qkv[2]
+        attn = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
+        # Bias, mask and softmax stay in float32 under mixed precision: -100 and the bias would lose
+        # precision (or overflow after accumulation) in float16.
+        attn = ops.cast(attn, "float32") + self.relative_position_bias(n)[None]
+        if attention_mask is not None:
+            num_windows = ops.shape(attention_mask)[0]
+            attn = ops.reshape(attn, (-1, num_windows, self.num_heads, n, n)) + attention_mask[None, :, None]
+            attn = ops.reshape(attn, (-1, self.num_heads, n, n))
+        if window_ops.is_static(n) and n == 1:
+            attn = ops.ones_like(attn)  # a one-token window attends to itself; skips Keras' size-1 warning
+        else:
+            attn = ops.softmax(attn, axis=-1)
+        attn = self.attn_dropout(ops.cast(attn, v.dtype), training=training)
+        x = ops.matmul(attn, v)
+        x = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, n, c))
+        return self.proj_dropout(self.proj(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "num_heads": self.num_heads,
+            "window_size": self.window_size,
+            "qkv_bias": self.qkv_bias,
+            "attn_dropout": self.attn_dropout_rate,
+            "proj_dropout": self.proj_dropout_rate,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SwinTransformerBlock3D(keras.layers.Layer):
+    """Pre-norm (shifted-)window attention block. (B, D, H, W, C) -> (B, D, H, W, C).
+
+    The padding comes after norm1 (padded tokens are exact zeros) and is never masked; the mask only
+    separates the regions that the cyclic shift brought together.
+    """
+
+    def __init__(
+        self,
+        dim,
+        num_heads,
+        window_size=(8, 7, 7),
+        shift_size=(0, 0, 0),
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        dropout=0.0,
+        attn_dropout=0.0,
+        drop_path=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.num_heads = int(num_heads)
+        self.window_size = _triple(window_size)
+        self.shift_size = _triple(shift_size)
+        self.mlp_ratio = float(mlp_ratio)
+        self.qkv_bias = bool(qkv_bias)
+        self.dropout_rate = float(dropout)
+        self.attn_dropout_rate = float(attn_dropout)
+        self.drop_path_rate = float(drop_path)
+        self.norm1 = _layer_norm("norm1")
+        self.attn = WindowAttention3D(
+            self.dim,
+            self.num_heads,
+            self.window_size,
+            qkv_bias=self.qkv_bias,
+            attn_dropout=self.attn_dropout_rate,
+            proj_dropout=self.dropout_rate,
+            name="attn",
+        )
+        self.drop_path = StochasticDepth(self.drop_path_rate, name="drop_path")
+        self.norm2 = _layer_norm("norm2")
+        self.mlp = Mlp(self.dim, int(self.dim * self.mlp_ratio), dropout=self.dropout_rate, name="mlp")
+
+    def build(self, input_shape):
+        feature_shape = (None, None, None, None, self.dim)
+        self.norm1.build(feature_shape)
+        self.attn.build((None, None, self.dim))
+        self.norm2.build(feature_shape)
+        self.mlp.build(feature_shape)
+
+    def call(self, x, training=None):
+        _, d, h, w, _ = ops.shape(x)
+        window, shift = window_ops.effective_window_and_shift((d, h, w), self.window_size, self.shift_size)
+        shortcut = x
+        x = self.norm1(x)
+        pads = [window_ops.pad_amount(s, wsz) for s, wsz in zip((d, h, w), window)]
+        x = window_ops.pad_end(x, pads)
+        padded = tuple(s + p for s, p in zip((d, h, w), pads))
+        shifted = any(self.shift_size) and not (window_ops.is_static(*shift) and not any(shift))
+        mask = None
+        if shifted:
+            x = window_ops.cyclic_shift(x, shift)
+            mask = window_ops.shifted_window_mask(padded, window, shift)
+        windows = self.attn(window_ops.window_partition(x, window), attention_mask=mask, training=training)
+        x = window_ops.window_reverse(windows, window, padded)
+        if shifted:
+            x = window_ops.reverse_cyclic_shift(x, shift)
+        x = window_ops.crop_end(x, (d, h, w))
+        x = shortcut + self.drop_path(x, training=training)
+        return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "num_heads": self.num_heads,
+            "window_size": self.window_size,
+            "shift_size": self.shift_size,
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "dropout": self.dropout_rate,
+            "attn_dropout": self.attn_dropout_rate,
+            "drop_path": self.drop_path_rate,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SwinStage3D(keras.layers.Layer):
+    """`depth` blocks alternating plain and shifted windows, then (optionally) patch merging.
+    (B, D, H, W, C) -> (B, D, ceil(H/2), ceil(W/2), 2C) with downsampling, else unchanged."""
+
+    def __init__(
+        self,
+        dim,
+        depth,
+        num_heads,
+        window_size=(8, 7, 7),
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        dropout=0.0,
+        attn_dropout=0.0,
+        drop_path=0.0,
+        downsample=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.depth = int(depth)
+        self.num_heads = int(num_heads)
+        self.window_size = _triple(window_size)
+        self.mlp_ratio = float(mlp_ratio)
+        self.qkv_bias = bool(qkv_bias)
+        self.dropout_rate = float(dropout)
+        self.attn_dropout_rate = float(attn_dropout)
+        rates = drop_path if isinstance(drop_path, (list, tuple)) else [drop_path] * self.depth
+        self.drop_path_rates = [float(r) for r in rates]
+        self.downsample = bool(downsample)
+        shift = tuple(w // 2 for w in self.window_size)
+        self.blocks = [
+            SwinTransformerBlock3D(
+                self.dim,
+                self.num_heads,
+                self.window_size,
+                shift_size=(0, 0, 0) if i % 2 == 0 else shift,
+                mlp_ratio=self.mlp_ratio,
+                qkv_bias=self.qkv_bias,
+                dropout=self.dropout_rate,
+                attn_dropout=self.attn_dropout_rate,
+                drop_path=self.drop_path_rates[i],
+                name=f"blocks_{i}",
+            )
+            for i in range(self.depth)
+        ]
+        self.merging = PatchMerging3D(self.dim, name="downsample") if self.downsample else None
+
+    def build(self, input_shape):
+        for block in self.blocks:
+            block.build((None, None, None, None, self.dim))
+        if self.merging is not None:
+            self.merging.build((None, None, None, None, self.dim))
+
+    def call(self, x, training=None):
+        for block in self.blocks:
+            x = block(x, training=training)
+        if self.merging is not None:
+            x = self.merging(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        if self.merging is None:
+            return input_shape
+        return self.merging.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "dim": self.dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "window_size": self.window_size,
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "dropout": self.dropout_rate,
+            "attn_dropout": self.attn_dropout_rate,
+            "drop_path": self.drop_path_rates,
+            "downsample": self.downsample,
+        }
+
+
+def drop_path_rates(depths, drop_path_rate):
+    """The official per-block stochastic depth rates: linspace(0, rate, sum(depths)) cut per stage."""
+    rates = np.linspace(0.0, drop_path_rate, sum(depths)).tolist()
+    out, start = [], 0
+    for depth in depths:
+        out.append(rates[start : start + depth])
+        start += depth
+    return out

@@ -1,0 +1,146 @@
+"""Video Swin backbone and classifier (keras-hub style functional models with round-tripping configs)."""
+
+from __future__ import annotations
+
+import copy
+
+import keras
+
+from video_swin.layers import PACKAGE, PatchEmbedding3D, SwinStage3D, _layer_norm, drop_path_rates
+
+# Official configurations (patch (2, 4, 4), mlp_ratio 4, qkv_bias True, patch_norm True everywhere).
+VARIANTS = {
+    "tiny": {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)},
+    "small": {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24)},
+    "base": {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)},
+    "large": {"embed_dim": 192, "depths": (2, 2, 18, 2), "num_heads": (6, 12, 24, 48)},
+}
+
+
+def variant_config(variant, **overrides):
+    """Backbone keyword arguments for a named variant, with overrides (window_size, drop_path_rate...)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return {**copy.deepcopy(VARIANTS[variant]), **overrides}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VideoSwinBackbone(keras.Model):
+    """(B, T, H, W, 3) normalised pixels -> (B, ceil(T/2), H/32, W/32, 8C) features after the final norm.
+
+    T, H and W are `None` in the model's input, so one built model runs on any clip size; no variable
+    depends on the input size.
+    """
+
+    def __init__(
+        self,
+        embed_dim=96,
+        depths=(2, 2, 6, 2),
+        num_heads=(3, 6, 12, 24),
+        window_size=(8, 7, 7),
+        patch_size=(2, 4, 4),
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        patch_norm=True,
+        dropout=0.0,
+        attn_dropout=0.0,
+        drop_path_rate=0.2,
+        **kwargs,
+    ):
+        depths = tuple(int(d) for d in depths)
+        num_heads = tuple(int(h) for h in num_heads)
+        window_size = tuple(int(w) for w in window_size)
+        patch_size = tuple(int(p) for p in patch_size)
+        rates = drop_path_rates(depths, drop_path_rate)
+
+        inputs = keras.Input(shape=(None, None, None, 3), name="pixels")
+        x = PatchEmbedding3D(patch_size, embed_dim, patch_norm=patch_norm, name="patch_embed")(inputs)
+        x = keras.layers.Dropout(dropout, name="pos_drop")(x)
+        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+            x = SwinStage3D(
+                embed_dim * 2**i,
+                depth,
+                heads,
+                window_size,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                dropout=dropout,
+                attn_dropout=attn_dropout,
+                drop_path=rates[i],
+                downsample=i < len(depths) - 1,
+                name=f"layers_{i}",
+            )(x)
+        x = _layer_norm("norm")(x)
+        super().__init__(inputs=inputs, outputs=x, **kwargs)
+
+        self.embed_dim = int(embed_dim)
+        self.depths = depths
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.patch_size = patch_size
+        self.mlp_ratio = float(mlp_ratio)
+        self.qkv_bias = bool(qkv_bias)
+        self.patch_norm = bool(patch_norm)
+        self.dropout = float(dropout)
+        self.attn_dropout = float(attn_dropout)
+        self.drop_path_rate = float(drop_path_rate)
+
+    @property
+    def num_features(self):
+        return self.embed_dim * 2 ** (len(self.depths) - 1)
+
+    @classmethod
+    def from_variant(cls, variant, **overrides):
+        return cls(**variant_config(variant, **overrides))
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "embed_dim": self.embed_dim,
+            "depths": list(self.depths),
+            "num_heads": list(self.num_heads),
+            "window_size": list(self.window_size),
+            "patch_size": list(self.patch_size),
+            "mlp_ratio": self.mlp_ratio,
+            "qkv_bias": self.qkv_bias,
+            "patch_norm": self.patch_norm,
+            "dropout": self.dropout,
+            "attn_dropout": self.attn_dropout,
+            "drop_path_rate": self.drop_path_rate,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VideoSwinClassifier(keras.Model):
+    """Backbone, mean over all positions, dropout, linear head: (B, T, H, W, 3) -> (B, classes) logits."""
+
+    def __init__(self, backbone, num_classes=400, head_dropout=0.5, **kwargs):
+        if isinstance(backbone, dict):
+            backbone = keras.saving.deserialize_keras_object(backbone)
+        inputs = keras.Input(shape=(None, None, None, 3), name="pixels")
+        x = backbone(inputs)
+        x = keras.layers.GlobalAveragePooling3D(name="pool")(x)
+        x = keras.layers.Dropout(head_dropout, name="head_dropout")(x)
+        logits = keras.layers.Dense(num_classes, name="head")(x)
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.backbone = backbone
+        self.num_classes = int(num_classes)
+        self.head_dropout = float(head_dropout)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "head_dropout": self.head_dropout,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
