@@ -137,11 +137,11 @@ def load_official_weights(model, tensors: dict) -> None:
     mapping = variable_map(model)
     backbone = model.backbone if isinstance(model, VideoSwinClassifier) else model
     expected_index = relative_position_index(backbone.window_size)
-    problems, assignments = [], []
+    problems, misshaped, bad_index, assignments = [], [], [], []
     for key, array in tensors.items():
         if is_relative_position_index(key):
             if np.shape(array) != expected_index.shape or not np.array_equal(array, expected_index):
-                problems.append(f"{key} does not match window {tuple(backbone.window_size)}")
+                bad_index.append(key)
             continue
         if key not in mapping:
             continue
@@ -150,11 +150,16 @@ def load_official_weights(model, tensors: dict) -> None:
         if tuple(value.shape) != tuple(variable.shape):
             torch_shape = tuple(np.shape(array))
             wanted = tuple(to_torch(np.zeros(variable.shape, dtype="uint8"), kind).shape)
-            problems.append(f"{key} has shape {torch_shape}, model expects {wanted}")
+            misshaped.append(f"{key} has shape {torch_shape}, model expects {wanted}")
             continue
         assignments.append((variable, value))
     unused = sorted(k for k in tensors if k not in mapping and not is_relative_position_index(k))
     missing = sorted(k for k in mapping if k not in tensors)
+    if bad_index:
+        window = tuple(backbone.window_size)
+        problems.append(f"{len(bad_index)} relative_position_index buffer(s) do not match window {window}: {_preview(bad_index, 2)}")
+    if misshaped:
+        problems.append(f"{len(misshaped)} mis-shaped tensor(s): {_preview(misshaped, limit=2)}")
     if unused:
         problems.append(f"{len(unused)} unused tensor(s): {_preview(unused)}")
     if missing:

@@ -1,0 +1,105 @@
+"""End to end against torchvision swin3d_*: random weights saved in both layouts, converted by our
+converter (no torch on that path), compared in float32 eval mode with rtol = atol = 1e-5."""
+
+import numpy as np
+import pytest
+
+from tests import reference
+from video_swin import convert, presets
+from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
+
+RTOL = ATOL = 1e-5
+
+# (B, T, H, W): what each shape exercises is in the comment.
+TINY_SHAPES = [
+    (1, 32, 224, 224),  # the published input; temporal shift (D = 16 > 8)
+    (1, 16, 224, 224),  # D = 8 = window: shrink by equality, no temporal shift; last stage 7x7 unshifted
+    (1, 5, 50, 70),  # odd sizes: patch padding, odd merges
+    (1, 3, 33, 33),  # odd and tiny
+    (1, 20, 112, 96),  # non-square, temporal shift with padding (D = 10)
+    (1, 8, 96, 128),  # non-square
+    (1, 4, 64, 64),  # T shorter than the window; spatial windows shrink in stages 3-4
+    (3, 18, 64, 80),  # batch 3, temporal shift (D = 9)
+    (1, 1, 16, 16),  # one frame, a few pixels: every window shrinks to 1 token at the end
+    (1, 18, 256, 288),  # H, W > 224: the last stage shifts spatially (8x9 tokens > 7)
+    (2, 10, 160, 120),  # batch 2, padding in every stage
+    (1, 33, 100, 37),  # odd T, thin frames
+]
+
+
+def _channels_last_input(shape, seed):
+    b, t, h, w = shape
+    return np.random.default_rng(seed).standard_normal((b, t, h, w, 3)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_checkpoints, tmp_path_factory):
+    out = tmp_path_factory.mktemp("presets")
+    return {name: convert.convert_checkpoint(path, out / name) for name, path in tiny_checkpoints.items()}
+
+
+@pytest.mark.parametrize("layout", ["torchvision_pth", "official_pth"])
+def test_tiny_end_to_end_many_shapes_one_model(layout, converted, tiny_reference):
+    model = presets.from_preset(converted[layout])  # one model object serves every shape
+    for i, shape in enumerate(TINY_SHAPES):
+        x = _channels_last_input(shape, i)
+        np.testing.assert_allclose(
+            np.asarray(model(x)), reference.run_reference(tiny_reference, x), rtol=RTOL, atol=ATOL,
+            err_msg=f"logits at {shape}",
+        )
+        if layout == "torchvision_pth" or i < 4:
+            np.testing.assert_allclose(
+                np.asarray(model.backbone(x)), reference.run_reference(tiny_reference, x, features=True),
+                rtol=RTOL, atol=ATOL, err_msg=f"features at {shape}",
+            )
+
+
+def test_all_layouts_convert_to_the_same_weights(converted):
+    models = {name: presets.from_preset(path) for name, path in converted.items()}
+    first = [v.numpy() for v in models["torchvision_pth"].weights]
+    for name, model in models.items():
+        for a, b in zip(first, [v.numpy() for v in model.weights]):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "variant,window,shapes",
+    [
+        ("small", (8, 7, 7), [(1, 18, 64, 64), (2, 6, 96, 80)]),
+        ("base", (8, 7, 7), [(1, 18, 64, 64), (1, 5, 70, 50)]),
+        ("base", (16, 7, 7), [(1, 34, 64, 64)]),  # the SSv2 window; D = 17 > 16 shifts by 8 in time
+    ],
+)
+def test_other_variants_and_window(variant, window, shapes, tmp_path):
+    ref = reference.randomized_reference(variant, seed=3, window_size=window, num_classes=174)
+    path = reference.save_checkpoints(ref, tmp_path)["official_pth"]
+    preset = convert.convert_checkpoint(path, tmp_path / "preset")
+    model = presets.from_preset(preset)
+    assert tuple(model.backbone.window_size) == window
+    for i, shape in enumerate(shapes):
+        x = _channels_last_input(shape, 100 + i)
+        np.testing.assert_allclose(
+            np.asarray(model(x)), reference.run_reference(ref, x), rtol=RTOL, atol=ATOL, err_msg=str(shape)
+        )
+
+
+@pytest.mark.parametrize("variant,expected", [("tiny", 28_158_070), ("small", 49_816_678), ("base", 88_048_984)])
+def test_parameter_counts_equal_torchvision(variant, expected):
+    ref = reference.build_reference(variant)
+    ours = VideoSwinClassifier(VideoSwinBackbone.from_variant(variant), num_classes=400)
+    assert ours.count_params() == sum(p.numel() for p in ref.parameters()) == expected
+
+
+def test_large_builds_from_its_configuration():
+    model = VideoSwinClassifier(VideoSwinBackbone.from_variant("large"), num_classes=400)
+    assert model.count_params() == 196_953_916
+
+
+def test_weights_from_one_size_serve_another(converted, tiny_reference):
+    """Variables never depend on the input size: one model, first 32x224x224 then 8x112x160."""
+    model = presets.from_preset(converted["official_safetensors"])
+    shapes_of = [tuple(v.shape) for v in model.weights]
+    for shape in [(1, 32, 224, 224), (1, 8, 112, 160)]:
+        x = _channels_last_input(shape, 7)
+        np.testing.assert_allclose(np.asarray(model(x)), reference.run_reference(tiny_reference, x), rtol=RTOL, atol=ATOL)
+    assert [tuple(v.shape) for v in model.weights] == shapes_of
