@@ -7,7 +7,7 @@ from torchvision.models import swin_transformer as tv2d
 from torchvision.models.video import swin_transformer as tv
 
 from tests.reference import randomize_
-from video_swin import layers, window_ops
+from video_swin import layers
 
 TOL = 1e-5
 LN = tv.partial(torch.nn.LayerNorm, eps=1e-5)
@@ -104,7 +104,7 @@ def test_mlp():
     assert _max_err(ours(x), expected) <= TOL
 
 
-# Window attention alone: our padding/shift/partition around WindowAttention3D against torchvision's
+# Window attention alone (padding, shift, mask, partition, attention, reverse) against torchvision's
 # ShiftedWindowAttention3d, which does the same steps inside one module.
 @pytest.mark.parametrize(
     "shape,window,shift",
@@ -116,23 +116,11 @@ def test_mlp():
 )
 def test_window_attention(shape, window, shift):
     ref = randomize_(tv.ShiftedWindowAttention3d(48, list(window), list(shift), 3), 4).eval()
-    attn = layers.WindowAttention3D(48, 3, window)
-    attn.build((None, None, 48))
-    _set_attention(attn, ref)
+    block = layers.SwinTransformerBlock3D(48, 3, window, shift)
+    block.build((None, None, None, None, 48))
+    _set_attention(block.attn, ref)
     x = np.random.default_rng(3).standard_normal(shape).astype("float32")
-    _, d, h, w, _ = shape
-    win, sh = window_ops.effective_window_and_shift((d, h, w), window, shift)
-    pads = [window_ops.pad_amount(s, k) for s, k in zip((d, h, w), win)]
-    padded = tuple(s + p for s, p in zip((d, h, w), pads))
-    y = window_ops.pad_end(x, pads)
-    mask = None
-    if any(sh):
-        y = window_ops.cyclic_shift(y, sh)
-        mask = window_ops.shifted_window_mask(padded, win, sh)
-    y = window_ops.window_reverse(attn(window_ops.window_partition(y, win), attention_mask=mask), win, padded)
-    if any(sh):
-        y = window_ops.reverse_cyclic_shift(y, sh)
-    y = window_ops.crop_end(y, (d, h, w))
+    y = block.attention_branch(x)
     with torch.no_grad():
         expected = ref(_t(x)).numpy()
     assert _max_err(y, expected) <= TOL

@@ -17,6 +17,19 @@ VARIANTS = {
 }
 
 
+def check_pixels(x):
+    """Refuses inputs that cannot be (B, T, H, W, 3) float normalised pixels, with one clear line."""
+    shape = tuple(getattr(x, "shape", ()))
+    if len(shape) != 5 or (shape[-1] is not None and shape[-1] != 3):
+        raise ValueError(f"expected pixels of shape (B, T, H, W, 3), got shape {shape}")
+    dtype = keras.backend.standardize_dtype(getattr(x, "dtype", "float32"))
+    if "float" not in dtype:
+        raise ValueError(
+            f"expected float normalised pixels, got {dtype}: normalise uint8 frames first "
+            "(video_swin.preprocess.NormalizePixels or the preset's protocol)"
+        )
+
+
 def variant_config(variant, **overrides):
     """Backbone keyword arguments for a named variant, with overrides (window_size, drop_path_rate...)."""
     if variant not in VARIANTS:
@@ -85,6 +98,10 @@ class VideoSwinBackbone(keras.Model):
         self.attn_dropout = float(attn_dropout)
         self.drop_path_rate = float(drop_path_rate)
 
+    def __call__(self, x, *args, **kwargs):
+        check_pixels(x)
+        return super().__call__(x, *args, **kwargs)
+
     @property
     def num_features(self):
         return self.embed_dim * 2 ** (len(self.depths) - 1)
@@ -131,6 +148,10 @@ class VideoSwinClassifier(keras.Model):
         self.backbone = backbone
         self.num_classes = int(num_classes)
         self.head_dropout = float(head_dropout)
+
+    def __call__(self, x, *args, **kwargs):
+        check_pixels(x)
+        return super().__call__(x, *args, **kwargs)
 
     def get_config(self):
         return {
