@@ -41,13 +41,15 @@ def converted(tiny_checkpoints, tmp_path_factory):
 @pytest.mark.parametrize("layout", ["torchvision_pth", "official_pth"])
 def test_tiny_end_to_end_many_shapes_one_model(layout, converted, tiny_reference):
     model = presets.from_preset(converted[layout])  # one model object serves every shape
-    for i, shape in enumerate(TINY_SHAPES):
+    # The official layout converts to bit-identical weights (next test), so a subset of shapes suffices.
+    shapes = TINY_SHAPES if layout == "torchvision_pth" else [TINY_SHAPES[i] for i in (0, 2, 7)]
+    for i, shape in enumerate(shapes):
         x = _channels_last_input(shape, i)
         np.testing.assert_allclose(
             np.asarray(model(x)), reference.run_reference(tiny_reference, x), rtol=RTOL, atol=ATOL,
             err_msg=f"logits at {shape}",
         )
-        if layout == "torchvision_pth" or i < 4:
+        if layout == "torchvision_pth":
             np.testing.assert_allclose(
                 np.asarray(model.backbone(x)), reference.run_reference(tiny_reference, x, features=True),
                 rtol=RTOL, atol=ATOL, err_msg=f"features at {shape}",
@@ -96,10 +98,11 @@ def test_large_builds_from_its_configuration():
 
 
 def test_weights_from_one_size_serve_another(converted, tiny_reference):
-    """Variables never depend on the input size: one model, first 32x224x224 then 8x112x160."""
+    """Variables never depend on the input size: converted from a checkpoint trained at 32x224x224,
+    used at 8x112x160 (the first test runs 32x224x224 and then other sizes through one model object)."""
     model = presets.from_preset(converted["official_safetensors"])
     shapes_of = [tuple(v.shape) for v in model.weights]
-    for shape in [(1, 32, 224, 224), (1, 8, 112, 160)]:
+    for shape in [(1, 8, 112, 160), (2, 18, 64, 64)]:
         x = _channels_last_input(shape, 7)
         np.testing.assert_allclose(np.asarray(model(x)), reference.run_reference(tiny_reference, x), rtol=RTOL, atol=ATOL)
     assert [tuple(v.shape) for v in model.weights] == shapes_of

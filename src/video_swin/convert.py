@@ -26,17 +26,18 @@ class ConversionError(ValueError):
 def detect_layout(tensors: dict) -> str:
     """'official' (mmaction2: backbone.*, cls_head.*) or 'torchvision' (swin3d_*: features.*, head.*)."""
     keys = list(tensors)
-    if any(k.startswith("backbone.") for k in keys):
-        return "official"
-    if any(k.startswith("features.") for k in keys) and "patch_embed.proj.weight" in tensors:
-        if tensors["patch_embed.proj.weight"].ndim == 5:
-            return "torchvision"
-    if "patch_embed.proj.weight" in tensors and tensors["patch_embed.proj.weight"].ndim == 4:
+    embed = tensors.get("patch_embed.proj.weight", tensors.get("features.0.0.weight"))
+    if embed is not None and embed.ndim == 4:
         raise ConversionError(
             "this is a 2D (image) Swin checkpoint; use `video-swin convert --inflate` to inflate it to 3D"
         )
-    if "patch_embed.proj.weight" in tensors and any(k.startswith("layers.") for k in keys):
-        return "official-backbone"
+    if any(k.startswith("backbone.") for k in keys):
+        return "official"
+    if embed is not None and embed.ndim == 5:
+        if any(k.startswith("features.") for k in keys):
+            return "torchvision"
+        if any(k.startswith("layers.") for k in keys):
+            return "official-backbone"
     raise ConversionError(
         f"unrecognised checkpoint layout (first keys: {', '.join(keys[:3]) or 'none'}); expected the official "
         "Video Swin (backbone.*) or torchvision swin3d_* (features.*) naming"
