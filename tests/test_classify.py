@@ -113,7 +113,7 @@ def test_cli_reports_each_bad_file_and_classifies_the_rest(tiny_preset, tmp_path
         assert "error" in records[str(folder / bad)], bad
     assert "no video files" in records[str(empty_dir)]["error"]
     assert "error" in records[str(tmp_path / "missing.mp4")]
-    assert "4 of 6 input(s) failed" in result.stderr
+    assert "5 of 6 input(s) failed" in result.stderr  # 3 bad files, the empty folder, the missing file
 
 
 def test_cli_text_output_and_info(tiny_preset, tmp_path):
