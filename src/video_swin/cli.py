@@ -138,6 +138,23 @@ def _cmd_demo(args):
     demo.run(skip_verify=args.skip_verify)
 
 
+def _cmd_export(args):
+    from video_swin import export
+
+    path = export.export(
+        args.preset, args.out, args.format, frames=args.frames, size=args.size, dynamic=args.dynamic,
+        quantize=args.quantize, input_kind=args.input, overwrite=args.overwrite,
+    )
+    print(f"wrote {path} ({export.describe(path)})")
+
+
+def _cmd_make_synthetic(args):
+    from video_swin import synthetic
+
+    if synthetic.run(args):
+        raise CommandError("make-synthetic failed")
+
+
 def _window(values):
     return [int(v) for v in values] if values else None
 
@@ -181,9 +198,11 @@ def build_parser():
     p.add_argument("preset")
     p.set_defaults(func=_cmd_info)
 
-    from video_swin.training import cli as training_cli  # train, evaluate, extract-tfrecords, make-synthetic
+    from video_swin import synthetic  # numpy / PyAV only: no TensorFlow at parse time
 
-    training_cli.add_subcommands(sub)
+    p = sub.add_parser("make-synthetic", help="write the synthetic motion video dataset (8 classes)")
+    synthetic.add_arguments(p)
+    p.set_defaults(func=_cmd_make_synthetic)
     return parser
 
 

@@ -224,6 +224,9 @@ class WindowAttention3D(keras.layers.Layer):
         attn = ops.cast(attn, "float32") + self.relative_position_bias(n)[None]
         if attention_mask is not None:
             num_windows = ops.shape(attention_mask)[0]
+            # Keras autocasts float call arguments to the compute dtype under mixed precision; 0 and -100
+            # are exact in float16/bfloat16, so casting back to float32 restores the mask exactly.
+            attention_mask = ops.cast(attention_mask, "float32")
             attn = ops.reshape(attn, (-1, num_windows, self.num_heads, n, n)) + attention_mask[None, :, None]
             attn = ops.reshape(attn, (-1, self.num_heads, n, n))
         if window_ops.is_static(n) and n == 1:
@@ -302,14 +305,15 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         self.norm2.build(feature_shape)
         self.mlp.build(feature_shape)
 
-    def call(self, x, training=None):
+    def attention_branch(self, x, training=None):
+        """Pad, shift, window attention, reverse, unshift, crop: the residual branch after norm1."""
         _, d, h, w, _ = ops.shape(x)
         window, shift = window_ops.effective_window_and_shift((d, h, w), self.window_size, self.shift_size)
-        shortcut = x
-        x = self.norm1(x)
         pads = [window_ops.pad_amount(s, wsz) for s, wsz in zip((d, h, w), window)]
         x = window_ops.pad_end(x, pads)
         padded = tuple(s + p for s, p in zip((d, h, w), pads))
+        # With dynamic sizes the shift is a tensor that may be 0 at run time: shifting by 0 and an
+        # all-zero mask are then exact no-ops, so one graph serves both cases.
         shifted = any(self.shift_size) and not (window_ops.is_static(*shift) and not any(shift))
         mask = None
         if shifted:
@@ -319,8 +323,10 @@ class SwinTransformerBlock3D(keras.layers.Layer):
         x = window_ops.window_reverse(windows, window, padded)
         if shifted:
             x = window_ops.reverse_cyclic_shift(x, shift)
-        x = window_ops.crop_end(x, (d, h, w))
-        x = shortcut + self.drop_path(x, training=training)
+        return window_ops.crop_end(x, (d, h, w))
+
+    def call(self, x, training=None):
+        x = x + self.drop_path(self.attention_branch(self.norm1(x), training=training), training=training)
         return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
 
     def compute_output_shape(self, input_shape):
