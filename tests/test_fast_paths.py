@@ -1,0 +1,117 @@
+"""The performance paths compute what the plain path computes: cached static masks, attention over
+groups of windows in compiled graphs, and XLA in `predict`. (Benchmarks live in benchmarks/, not here.)"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from keras import ops
+from video_swin import bench, window_ops
+from video_swin.layers import WindowAttention3D
+from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
+
+SMALL_ARCH = dict(embed_dim=24, depths=(2, 2), num_heads=(2, 4), window_size=(4, 3, 3), drop_path_rate=0.0)
+
+
+def _classifier():
+    return VideoSwinClassifier(VideoSwinBackbone(**SMALL_ARCH), num_classes=5)
+
+
+def _clip(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(tuple(shape) + (3,)).astype("float32")
+
+
+@pytest.mark.parametrize(
+    "padded,window,shift",
+    [((16, 56, 56), (8, 7, 7), (4, 3, 3)), ((8, 14, 21), (8, 7, 7), (0, 3, 3)), ((6, 12, 9), (2, 4, 3), (1, 2, 0))],
+)
+def test_cached_static_mask_equals_the_tensor_formulation(padded, window, shift):
+    static = np.asarray(window_ops.shifted_window_mask(padded, window, shift))
+    dynamic = window_ops.shifted_window_mask(tuple(ops.convert_to_tensor(v) for v in padded), window, shift)
+    np.testing.assert_array_equal(static, np.asarray(dynamic))
+    assert window_ops.shifted_window_mask(padded, window, shift) is window_ops.shifted_window_mask(padded, window, shift)
+
+
+@pytest.fixture
+def small_groups(monkeypatch):
+    """Groups of 2 windows for the small architecture (heads 2, 36 tokens per window), and a count of
+    grouped calls."""
+    calls = []
+    original = WindowAttention3D._attend_in_groups
+
+    def spy(self, *args, **kwargs):
+        calls.append(args[5])  # the group size
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(WindowAttention3D, "GROUP_BYTES", 2 * 4 * 2 * 36**2)
+    monkeypatch.setattr(WindowAttention3D, "_attend_in_groups", spy)
+    return calls
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_grouped_attention_in_graphs_equals_eager(small_groups, jit_compile):
+    model = _classifier()
+    x = _clip((2, 10, 40, 36), 1)  # shifted windows with masks, padding in both stages, batch 2
+    graph = tf.function(lambda v: model(v, training=False), jit_compile=jit_compile)
+    got = graph(x).numpy()
+    assert 2 in small_groups  # the grouped path was traced (groups of 2 windows in stage 1)
+    np.testing.assert_allclose(got, np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_training_eager_and_export_graphs_take_the_plain_path(small_groups):
+    model = _classifier()
+    x = _clip((1, 6, 20, 18), 2)
+    model(x)
+    model(x, training=True)
+    tf.function(lambda v: model(v, training=True))(x)
+    # Exported graphs keep the batch dynamic (export.make_function): no loop in them.
+    spec = tf.TensorSpec((None, 6, 20, 18, 3), tf.float32)
+    tf.function(lambda v: model(v, training=False), input_signature=[spec]).get_concrete_function()
+    assert not small_groups
+
+
+def test_predict_is_compiled_by_xla_and_equals_eager():
+    model = _classifier()
+    assert model.inference_jit_compile == "auto"
+    for i, shape in enumerate([(2, 10, 40, 36), (1, 5, 33, 47)]):
+        x = _clip(shape, 10 + i)
+        np.testing.assert_allclose(model.predict_on_batch(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    assert model._inference_uses_xla()
+    x = _clip((1, 4, 16, 16), 3)
+    assert "HloModule" in model._xla_forward_holder.fn.experimental_get_compiler_ir(x)(stage="hlo")
+    assert model.jit_compile is False  # training keeps Keras' own setting
+    model.inference_jit_compile = False
+    model.predict_function = None
+    assert not model._inference_uses_xla()
+    np.testing.assert_allclose(model.predict_on_batch(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_predict_reloaded_model(tmp_path):
+    model = _classifier()
+    x = _clip((1, 6, 20, 18), 4)
+    expected = model.predict_on_batch(x)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(reloaded.predict_on_batch(x), expected)
+
+
+@pytest.mark.parametrize(
+    "variant,frames,expected_g",
+    [("tiny", 16, 43.9), ("tiny", 32, 87.8), ("small", 32, 166), ("base", 32, 282)],
+)
+def test_benchmark_counts_the_published_multiply_adds(variant, frames, expected_g):
+    assert bench.multiply_adds(variant, frames, 224, 224) / 1e9 == pytest.approx(expected_g, rel=4e-3)
+
+
+def test_lean_gelu_gradient_equals_autodiff_of_the_formula():
+    x = tf.constant(np.linspace(-6, 6, 101, dtype="float32") + 0.01)
+    grads = []
+    for fn in (window_ops.gelu_erf, window_ops.gelu_erf_lean):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = y * y
+        grads.append(tape.gradient(loss, x).numpy())
+        np.testing.assert_array_equal(y.numpy(), window_ops.gelu_erf(x).numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-6)
