@@ -177,6 +177,19 @@ def from_preset(path):
     return load_preset(path).load_model()
 
 
+def replace_into_place(new, out):
+    """Renames `new` (a file or folder) to `out`; an existing `out` is moved aside first and deleted only
+    once `new` is in place."""
+    new, out = Path(new), Path(out)
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, old / "x")
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_directory(out_dir, overwrite=False):
     """Yields a temporary folder beside `out_dir` and renames it into place only if the block succeeds."""
@@ -187,13 +200,7 @@ def atomic_directory(out_dir, overwrite=False):
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         yield tmp
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / "x")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        replace_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
