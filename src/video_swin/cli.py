@@ -148,11 +148,10 @@ def _cmd_export(args):
     print(f"wrote {path} ({export.describe(path)})")
 
 
-def _cmd_make_synthetic(args):
-    from video_swin import synthetic
+def _cmd_bench(args):
+    from video_swin import bench
 
-    if synthetic.run(args):
-        raise CommandError("make-synthetic failed")
+    bench.run(args)
 
 
 def _window(values):
@@ -186,7 +185,7 @@ def build_parser():
     p.add_argument("--preset", required=True, help="preset folder (from `video-swin convert`)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--views", help="clips x crops, e.g. 4x3 (the protocol's default) or 1x1 (quick)")
-    p.add_argument("--batch", type=int, default=4, help="views per model call (bounds memory)")
+    p.add_argument("--batch", type=int, default=1, help="views per model call (memory grows with it; default 1)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_cmd_classify)
 
@@ -198,11 +197,29 @@ def build_parser():
     p.add_argument("preset")
     p.set_defaults(func=_cmd_info)
 
-    from video_swin import synthetic  # numpy / PyAV only: no TensorFlow at parse time
+    p = sub.add_parser("export", help="export a preset for serving: TF SavedModel, TFLite/LiteRT or ONNX")
+    p.add_argument("preset", help="preset folder")
+    p.add_argument("out", help="SavedModel folder, or .tflite / .onnx file, to create")
+    p.add_argument("--format", required=True, choices=["savedmodel", "tflite", "onnx"])
+    p.add_argument("--frames", type=int, metavar="T", help="static clip length (tflite default: protocol clip_len)")
+    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), help="static frame size (tflite default: crop)")
+    p.add_argument("--dynamic", action="store_true", help="keep T, H, W dynamic (savedmodel, onnx; the default there)")
+    p.add_argument("--quantize", action="store_true", help="tflite: dynamic-range int8 weights")
+    p.add_argument("--input", choices=["float", "uint8"], default="float",
+                   help="tflite/onnx input: float32 normalised pixels, or uint8 frames normalised in the graph "
+                   "(a SavedModel has both signatures)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("make-synthetic", help="write the synthetic motion video dataset (8 classes)")
-    synthetic.add_arguments(p)
-    p.set_defaults(func=_cmd_make_synthetic)
+    from video_swin.training import cli as training_cli  # train, evaluate, extract-tfrecords, make-synthetic
+
+    training_cli.add_subcommands(sub)
+
+    from video_swin import bench  # imports neither TensorFlow nor torch: every side runs in a worker
+
+    p = sub.add_parser("bench", help="latency, throughput, memory: our model against torchvision swin3d_* (interleaved)")
+    bench.add_arguments(p)
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 
