@@ -11,6 +11,7 @@ import torch
 
 from tests import reference
 from tests.test_preprocess import ref_pipeline, smooth_video
+from tests.test_video import write_audio_only
 from video_swin import classify as classify_module
 from video_swin import convert, presets
 from video_swin.classify import VideoClassifier
@@ -103,17 +104,19 @@ def test_cli_reports_each_bad_file_and_classifies_the_rest(tiny_preset, tmp_path
     (folder / "empty.mp4").write_bytes(b"")
     data = good.read_bytes()
     (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    write_audio_only(folder / "audio_only.mp4")
     empty_dir = tmp_path / "nothing_here"
     empty_dir.mkdir()
     result = _cli("classify", str(folder), str(empty_dir), str(tmp_path / "missing.mp4"), "--preset", str(preset), "--json", "--top-k", "3")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     records = {r["file"]: r for r in map(json.loads, result.stdout.splitlines())}
     assert len(records[str(good)]["top_k"]) == 3 and "model_s" in records[str(good)]["timings"]
-    for bad in ["text.mp4", "empty.mp4", "truncated.mp4"]:
+    for bad in ["text.mp4", "empty.mp4", "truncated.mp4", "audio_only.mp4"]:
         assert "error" in records[str(folder / bad)], bad
     assert "no video files" in records[str(empty_dir)]["error"]
     assert "error" in records[str(tmp_path / "missing.mp4")]
-    assert "5 of 6 input(s) failed" in result.stderr  # 3 bad files, the empty folder, the missing file
+    assert "no video stream" in records[str(folder / "audio_only.mp4")]["error"]
+    assert "6 of 7 input(s) failed" in result.stderr  # 4 bad files, the empty folder, the missing file
 
 
 def test_cli_text_output_and_info(tiny_preset, tmp_path):

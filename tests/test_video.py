@@ -385,8 +385,8 @@ def test_truncated_faststart_mp4(tmp_path):
     assert frames.shape[0] == n
 
 
-def test_audio_only(tmp_path):
-    path = tmp_path / "sound.m4a"
+def write_audio_only(path):
+    """A file with one AAC audio stream and no video stream."""
     out = av.open(str(path), "w")
     stream = out.add_stream("aac", rate=16000)
     for i in range(10):
@@ -398,6 +398,11 @@ def test_audio_only(tmp_path):
     for p in stream.encode():
         out.mux(p)
     out.close()
+    return path
+
+
+def test_audio_only(tmp_path):
+    path = write_audio_only(tmp_path / "sound.m4a")
     with pytest.raises(VideoError) as e:
         probe(path)
     assert "no video stream" in _one_line(e)
