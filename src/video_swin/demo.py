@@ -55,6 +55,13 @@ def synthetic_demo(n_clips=8, seed=2026):
         print(f"{truth:<24} {predicted:<24} {probability:.3f}{mark}")
     correct = sum(t == p for t, p, _ in rows)
     print(f"{correct}/{len(rows)} correct on clips generated just now (seed {seed})")
+    from video_swin import presets
+    from video_swin.training.demo import PRESET_DIR
+
+    evaluation = presets.load_preset(PRESET_DIR).metadata.get("evaluation", {})
+    if "heldout_seed_uncompressed" in evaluation:
+        e = evaluation["heldout_seed_uncompressed"]
+        print(f"(its recorded top-1 on {e['clips']} held-out clips: {100 * e['top1']:.1f}%; see README)")
 
 
 def convert_and_classify(views="1x3"):
