@@ -44,13 +44,10 @@ def norm(a):
     return a
 VXn = norm(VX)
 
-def run(name, arch, steps, lr, wd=0.05, batch=16, warm=0.05, ls=0.1, seed=0, motion=False):
+def run(name, arch, steps, lr, wd=0.05, batch=16, warm=0.05, ls=0.1, seed=0):
     keras.utils.set_random_seed(seed)
     bb = VideoSwinBackbone(**arch, drop_path_rate=0.0)
     m = VideoSwinClassifier(bb, num_classes=8, head_dropout=0.0)
-    if motion:
-        from video_swin.training.model import motion_energy_patch_filters
-        motion_energy_patch_filters(m)
     sched = keras.optimizers.schedules.CosineDecay(0.0, steps - int(warm * steps), warmup_target=lr, warmup_steps=int(warm * steps))
     opt = keras.optimizers.AdamW(sched, weight_decay=wd)
     m.compile(opt, keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=ls), metrics=["accuracy"], jit_compile=True)
@@ -84,7 +81,6 @@ configs = [
     ("tm_small_lr1e-3", small, 2000, 1e-3, {}),
     ("small_lr3e-3", small, 3000, 3e-3, {}),
     ("mid_lr1e-3", mid, 3000, 1e-3, {}),
-    ("small_motion", small, 3000, 1e-3, {"motion": True}),
     ("small_lr3e-4_wd0", small, 3000, 3e-4, {"wd": 0.0, "ls": 0.0}),
     ("fine_lr1e-3", fine, 3000, 1e-3, {}),
     ("three_lr2e-3", three, 3000, 2e-3, {}),

@@ -292,20 +292,19 @@ def onnx_predict(path, x, num_threads=None):
 @contextlib.contextmanager
 def _environ(**values):
     """Sets (or, for None, removes) environment variables for the duration of the block."""
+    def apply(settings):
+        for key, value in settings.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
     saved = {key: os.environ.get(key) for key in values}
     try:
-        for key, value in values.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        apply(values)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        apply(saved)
 
 
 def _drop_unused_inputs(proto, keep):

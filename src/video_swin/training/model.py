@@ -14,11 +14,6 @@ SCRATCH_ARCHS = {
         "embed_dim": 48, "depths": (2, 2), "num_heads": (3, 6), "window_size": (4, 4, 4),
         "patch_size": (4, 8, 8), "drop_path_rate": 0.0,
     },
-    # Tubelets of the whole 16-frame clip: 1 x 8 x 8 tokens (an alternative tried for the synthetic set).
-    "synthetic-tubelet": {
-        "embed_dim": 64, "depths": (2, 2), "num_heads": (2, 4), "window_size": (1, 4, 4),
-        "patch_size": (16, 8, 8), "drop_path_rate": 0.0,
-    },
     # Very small ones for tests.
     "test-nano": {
         "embed_dim": 8, "depths": (1,), "num_heads": (1,), "window_size": (2, 2, 2),
@@ -68,8 +63,7 @@ def dtype_policy(precision: str):
 
 
 def build_classifier(num_classes, preset=None, arch=None, head_dropout=0.5, drop_path_rate=None,
-                     frozen_stages=-1, remat=False, precision="float32", architecture=None,
-                     zero_mean_patch=False, patch_init=None):
+                     frozen_stages=-1, remat=False, precision="float32", architecture=None):
     """A VideoSwinClassifier with a fresh `num_classes` head.
 
     preset: a preset folder (classifier or backbone-only): its backbone weights are loaded; arch: a
@@ -103,75 +97,10 @@ def build_classifier(num_classes, preset=None, arch=None, head_dropout=0.5, drop
         if source_weights is not None:
             backbone.set_weights(source_weights)
         model = VideoSwinClassifier(backbone, num_classes=int(num_classes), head_dropout=head_dropout)
-    if source_weights is None:
-        if patch_init == "motion":
-            motion_energy_patch_filters(model)
-        elif patch_init not in (None, "default"):
-            raise ValueError(f"unknown patch_init {patch_init!r}: default or motion")
-        if zero_mean_patch:
-            zero_mean_patch_filters(model)
     freeze_stages(model, frozen_stages)
     if remat:
         enable_remat(model)
     return model
-
-
-def zero_mean_patch_filters(model):
-    """Re-initialises the patch embedding so that every filter sums to zero over (t, h, w) for each colour
-    channel (the kernel's scale is kept): a flat, static area embeds to the bias alone, so at the start of
-    training from scratch the features respond to edges and motion rather than to the background colour.
-    For training from scratch only (a preset's trained filters are left alone by `build_classifier`)."""
-    import numpy as np
-
-    kernel = model.backbone.get_layer("patch_embed").proj.kernel  # (pt, ph, pw, 3, C)
-    value = np.asarray(kernel.numpy(), dtype=np.float64)
-    scale = value.std()
-    value = value - value.mean(axis=(0, 1, 2), keepdims=True)
-    value *= scale / max(value.std(), 1e-12)
-    kernel.assign(value.astype(np.float32))
-
-
-def motion_energy_patch_filters(model, seed: int = 0, speeds=(1.0, 2.5), directions: int = 8):
-    """Initialises the patch embedding with a bank of spatiotemporal Gabor filters in quadrature pairs
-    (drifting gratings: `directions` directions x `speeds` px/frame x 2 phases, Gaussian in space, Hann in
-    time, wavelength = the patch width, on luminance), as in motion-energy models; the remaining
-    filters keep their random initialisation; then every filter is made zero-mean
-    (`zero_mean_patch_filters`). Every weight is trained afterwards: this only gives training from
-    scratch direction-selective features to start from (data with small moving objects). Needs a
-    temporal patch of 2 frames or more."""
-    import math
-
-    import numpy as np
-
-    kernel = model.backbone.get_layer("patch_embed").proj.kernel  # (pt, ph, pw, 3, C)
-    pt, ph, pw, cin, cout = kernel.shape
-    if pt < 2:
-        raise ValueError("motion-energy filters need a temporal patch size >= 2")
-    value = np.asarray(kernel.numpy(), dtype=np.float64)
-    scale = value.std()
-    t = np.arange(pt) - (pt - 1) / 2.0
-    y, x = np.mgrid[0:ph, 0:pw]
-    y, x = y - (ph - 1) / 2.0, x - (pw - 1) / 2.0
-    k = 2 * math.pi / max(ph, pw, 4)
-    envelope = np.exp(-(x**2 + y**2) / (2 * (max(ph, pw) / 3.0) ** 2))[None] * (np.hanning(pt + 2)[1:-1] if pt > 2 else np.ones(pt))[:, None, None]
-    rng = np.random.default_rng(seed)
-    luma = np.array([0.299, 0.587, 0.114]) if cin == 3 else np.ones(cin) / cin
-    c = 0
-    for speed in speeds:
-        for d in range(directions):
-            theta = 2 * math.pi * d / directions
-            along = x * math.cos(theta) + y * math.sin(theta)  # (h, w)
-            for phase in (0.0, math.pi / 2):
-                if c >= cout:
-                    break
-                g = np.cos(k * (along[None] - speed * t[:, None, None]) + phase) * envelope  # (pt, h, w)
-                colour = luma * rng.uniform(0.8, 1.2, cin)
-                value[..., c] = g[..., None] * colour
-                c += 1
-    value[..., :c] *= scale / max(value[..., :c].std(), 1e-12)
-    kernel.assign(value.astype(np.float32))
-    zero_mean_patch_filters(model)
-    return c
 
 
 def _inference_only(layer):

@@ -64,8 +64,6 @@ class TrainConfig:
     frozen_stages: int = -1
     precision: str = "float32"  # float32 | bfloat16 | float16
     remat: bool = False
-    zero_mean_patch: bool = False  # from scratch: zero-mean patch-embedding filters (training.model)
-    patch_init: str | None = None  # from scratch: 'motion' = motion-energy Gabor bank (training.model)
     clipnorm: float | None = None
     adam_epsilon: float = 1e-8
     clip_len: int = 32
@@ -480,8 +478,7 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
     with strategy.scope():
         model = build_classifier(num_classes, preset=config.preset, arch=config.arch, head_dropout=config.head_dropout,
                                  drop_path_rate=config.drop_path_rate, frozen_stages=config.frozen_stages,
-                                 remat=config.remat, precision=config.precision,
-                                 zero_mean_patch=config.zero_mean_patch, patch_init=config.patch_init)
+                                 remat=config.remat, precision=config.precision)
         schedule = optim.WarmupCosine(config.lr, total_steps, warmup_steps, config.min_lr)
         optimizer = optim.make_optimizer(model, schedule, config.weight_decay, backbone_mult, config.precision,
                                          config.clipnorm, config.adam_epsilon)
