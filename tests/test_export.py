@@ -199,6 +199,23 @@ def test_onnx_dynamic_batch_t_h_w(small, tmp_path):
         np.testing.assert_allclose(export.onnx_predict(path, x), np.asarray(model(x)), rtol=0, atol=ATOL, err_msg=str(shape))
 
 
+def test_background_difference_stem_in_every_format(tmp_path):
+    """A model with the background-difference input stem (its median is a sort inside the graph), as the
+    shipped synthetic-motion preset has: SavedModel, TFLite (builtin ops only) and ONNX all match Keras."""
+    model = VideoSwinClassifier(VideoSwinBackbone(**SMALL_ARCH, background_difference=True), num_classes=5)
+    x = _clip((2, 8, 48, 48), 40) + 0.7  # a shifted colour: the median is not ~0
+    want = np.asarray(model(x))
+    preset = presets.save_preset(model, tmp_path / "stem", class_names=CLASS_NAMES, preprocessing=PROTOCOL)
+    saved = export.export(preset, tmp_path / "sm", "savedmodel", model=model)
+    got = tf.saved_model.load(str(saved)).signatures["normalized"](pixels=tf.constant(x))["logits"].numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=ATOL)
+    lite = export.export(preset, tmp_path / "stem.tflite", "tflite", frames=8, size=(48, 48), model=model)
+    _assert_builtin_only(lite)
+    np.testing.assert_allclose(export.tflite_predict(lite, x), want, rtol=0, atol=ATOL)
+    onnx_path = export.export(preset, tmp_path / "stem.onnx", "onnx", model=model)
+    np.testing.assert_allclose(export.onnx_predict(onnx_path, x), want, rtol=0, atol=ATOL)
+
+
 # -------------------------------------------------------------------------------------------------------
 # Impossible requests, missing packages, atomic writes
 

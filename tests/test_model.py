@@ -20,6 +20,7 @@ def _clip(shape=(2, 6, 20, 18), seed=0):
 
 
 LAYER_CASES = [
+    layers.BackgroundDifference(offset=0.3),
     layers.StochasticDepth(0.3, seed=1),
     layers.PatchEmbedding3D((2, 4, 4), 24, patch_norm=True),
     layers.PatchMerging3D(24),
@@ -120,3 +121,65 @@ def test_wrong_inputs_are_refused(bad, match):
 def test_integer_input_is_refused():
     with pytest.raises(ValueError, match="float normalised pixels"):
         _tiny_model()(np.zeros((1, 4, 16, 16, 3), "uint8"))
+
+
+def _shape_on_background(fg, bg, T=6, H=32, W=40):
+    """A rectangle moving right, colour `fg`, on a solid `bg`: (1, T, H, W, 3) float32, and its mask."""
+    mask = np.zeros((T, H, W, 1), bool)
+    for t in range(T):
+        mask[t, 10:18, 4 + 3 * t : 12 + 3 * t] = True
+    return np.where(mask, np.float32(fg), np.float32(bg))[None].astype("float32"), mask[None]
+
+
+def test_background_difference_sees_the_contrast_not_the_colours():
+    """Colours swapped between shape and background (the contrast's sign flipped in every channel) give
+    the same input to the patch embedding: |fg - bg| on the shape, zero on the background (less the
+    constant offset)."""
+    rng = np.random.default_rng(0)
+    fg, bg = rng.uniform(-2, 2, 3), rng.uniform(-2, 2, 3)
+    a, mask = _shape_on_background(fg, bg)
+    b, _ = _shape_on_background(bg, fg)
+    layer = layers.BackgroundDifference(offset=0.25)
+    expected = np.where(mask, np.abs(fg - bg).astype("float32"), np.float32(0)) - np.float32(0.25)
+    np.testing.assert_allclose(np.asarray(layer(a)), expected, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(layer(b)), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 64, 64), (1, 5, 33, 70), (1, 1, 4, 4)])
+def test_background_difference_against_numpy(shape):
+    """The median over the sampled grid (every 2nd frame, every 8th row and column), per clip and channel,
+    as NumPy computes it; in float32 under a mixed-precision policy too."""
+    x = _clip(shape, seed=3) * 40 + 100
+    expected = np.abs(x - np.median(x[:, ::2, ::8, ::8], axis=(1, 2, 3), keepdims=True)) - 0.15
+    np.testing.assert_allclose(np.asarray(layers.BackgroundDifference()(x)), expected, rtol=0, atol=1e-5)
+    graph = tf.function(layers.BackgroundDifference(), jit_compile=True)
+    np.testing.assert_allclose(graph(x).numpy(), expected, rtol=0, atol=1e-5)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        layer = layers.BackgroundDifference()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    y = layer(x)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=0, atol=1e-5)
+
+
+def test_backbone_with_background_difference_round_trips_and_is_off_by_default(tmp_path):
+    from video_swin import presets
+
+    assert VideoSwinBackbone(**SMALL_ARCH).get_config()["background_difference"] is False
+    model = _tiny_model(background_difference=True)
+    assert model.backbone.get_layer("background_difference") is not None
+    clone = VideoSwinClassifier.from_config(model.get_config())
+    assert clone.backbone.get_config() == model.backbone.get_config()
+    # the stem is applied: a brightness shift of the whole clip changes nothing, unlike without it
+    x = _clip()
+    np.testing.assert_allclose(np.asarray(model(x + 0.5)), np.asarray(model(x)), atol=1e-5)
+    plain = _tiny_model()
+    assert not np.allclose(np.asarray(plain(x + 0.5)), np.asarray(plain(x)), atol=1e-3)
+    path = presets.save_preset(model, tmp_path / "p", class_names=list("abcde"))
+    loaded = presets.from_preset(path)
+    assert loaded.backbone.background_difference
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    # the official presets' config.json keeps its keys: the stem is written only when it is on
+    assert "background_difference" not in presets.architecture_of(plain)

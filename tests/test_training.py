@@ -277,3 +277,18 @@ def test_classifier_from_a_preset_gets_its_backbone_and_a_fresh_head(tmp_path, w
     for a, b in zip(model.backbone.get_weights(), source.backbone.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert not model.backbone.get_layer("patch_embed").trainable
+
+
+def test_background_difference_from_scratch_and_kept_when_fine_tuning(tmp_path):
+    from video_swin import presets
+    from video_swin.training.model import build_classifier
+
+    source = build_classifier(4, arch="test-nano", background_difference=True)
+    assert source.backbone.background_difference
+    path = presets.save_preset(source, tmp_path / "p", class_names=list("abcd"))
+    assert build_classifier(3, preset=path).backbone.background_difference  # the preset decides
+    with pytest.raises(ValueError, match="trained with the background-difference input"):
+        build_classifier(3, preset=path, background_difference=False)
+    plain = presets.save_preset(build_classifier(4, arch="test-nano"), tmp_path / "q", class_names=list("abcd"))
+    with pytest.raises(ValueError, match="trained without"):
+        build_classifier(3, preset=plain, background_difference=True)

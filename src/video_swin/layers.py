@@ -55,6 +55,43 @@ class StochasticDepth(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class BackgroundDifference(keras.layers.Layer):
+    """(B, T, H, W, C) -> |x - m| - offset, with m the clip's median per channel: each pixel's distance
+    from the background colour, for clips whose background is one colour covering most of the frame.
+
+    An optional input stem (off in every official model). It makes the input independent of the
+    colours of the background and the objects and of the sign of their contrast, which a linear patch
+    embedding cannot learn to ignore: on the synthetic motion set, a small Video Swin trained from
+    scratch stays at chance for thousands of steps without it (docs/training.md). The offset keeps a
+    background token away from zero: the patch embedding's LayerNorm would scale a token of near-zero
+    noise up to unit variance, as loud as the shape's tokens, and learning then starts far later
+    (measured, docs/training.md). The median is taken over a grid of every 2nd frame and every 8th row
+    and column, which is exact enough for a background and keeps the sort cheap at any clip size.
+    Computed in float32 whatever the dtype policy.
+    """
+
+    SAMPLE_STRIDES = (2, 8, 8)
+
+    def __init__(self, offset=0.15, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        self.offset = float(offset)
+
+    def call(self, x):
+        t, h, w = self.SAMPLE_STRIDES
+        sample = ops.reshape(x[:, ::t, ::h, ::w, :], (ops.shape(x)[0], -1, ops.shape(x)[-1]))
+        # A sort and the two middle values (NumPy's median), not `ops.median`: on TensorFlow that computes
+        # in float64, which TFLite's builtin ops cannot run.
+        ordered = ops.sort(ops.transpose(sample, (0, 2, 1)), axis=-1)  # (B, C, samples)
+        count = ops.shape(ordered)[-1]
+        middle = (ops.take(ordered, (count - 1) // 2, axis=-1) + ops.take(ordered, count // 2, axis=-1)) * 0.5
+        return ops.abs(x - middle[:, None, None, None, :]) - self.offset
+
+    def get_config(self):
+        return {**super().get_config(), "offset": self.offset}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class PatchEmbedding3D(keras.layers.Layer):
     """Zero-pads the end of T, H, W to multiples of the patch, then Conv3D(kernel = stride = patch) and
     LayerNorm. (B, T, H, W, 3) -> (B, ceil(T/pt), ceil(H/ph), ceil(W/pw), C)."""

@@ -6,7 +6,7 @@ import copy
 
 import keras
 
-from video_swin.layers import PACKAGE, PatchEmbedding3D, SwinStage3D, _layer_norm, drop_path_rates
+from video_swin.layers import PACKAGE, BackgroundDifference, PatchEmbedding3D, SwinStage3D, _layer_norm, drop_path_rates
 
 # Official configurations (patch (2, 4, 4), mlp_ratio 4, qkv_bias True, patch_norm True everywhere).
 VARIANTS = {
@@ -91,7 +91,9 @@ class VideoSwinBackbone(XlaInference, keras.Model):
     """(B, T, H, W, 3) normalised pixels -> (B, ceil(T/2), H/32, W/32, 8C) features after the final norm.
 
     T, H and W are `None` in the model's input, so one built model runs on any clip size; no variable
-    depends on the input size.
+    depends on the input size. `background_difference=True` puts `layers.BackgroundDifference` in front
+    of the patch embedding (for models trained from scratch on flat-background clips; never in the
+    official models, which the parity tests hold to torchvision).
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class VideoSwinBackbone(XlaInference, keras.Model):
         dropout=0.0,
         attn_dropout=0.0,
         drop_path_rate=0.2,
+        background_difference=False,
         **kwargs,
     ):
         depths = tuple(int(d) for d in depths)
@@ -116,7 +119,8 @@ class VideoSwinBackbone(XlaInference, keras.Model):
         rates = drop_path_rates(depths, drop_path_rate)
 
         inputs = keras.Input(shape=(None, None, None, 3), name="pixels")
-        x = PatchEmbedding3D(patch_size, embed_dim, patch_norm=patch_norm, name="patch_embed")(inputs)
+        x = BackgroundDifference(name="background_difference")(inputs) if background_difference else inputs
+        x = PatchEmbedding3D(patch_size, embed_dim, patch_norm=patch_norm, name="patch_embed")(x)
         x = keras.layers.Dropout(dropout, name="pos_drop")(x)
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
             x = SwinStage3D(
@@ -146,6 +150,7 @@ class VideoSwinBackbone(XlaInference, keras.Model):
         self.dropout = float(dropout)
         self.attn_dropout = float(attn_dropout)
         self.drop_path_rate = float(drop_path_rate)
+        self.background_difference = bool(background_difference)
 
     def __call__(self, x, *args, **kwargs):
         check_pixels(x)
@@ -174,6 +179,7 @@ class VideoSwinBackbone(XlaInference, keras.Model):
             "dropout": self.dropout,
             "attn_dropout": self.attn_dropout,
             "drop_path_rate": self.drop_path_rate,
+            "background_difference": self.background_difference,
         }
 
     @classmethod

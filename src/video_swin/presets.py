@@ -49,6 +49,7 @@ ARCHITECTURE_KEYS = (
     "dropout",
     "attn_dropout",
     "drop_path_rate",
+    "background_difference",
 )
 
 
@@ -101,7 +102,10 @@ class Preset:
 def architecture_of(model) -> dict:
     backbone = model.backbone if isinstance(model, VideoSwinClassifier) else model
     config = backbone.get_config()
-    return {key: config[key] for key in ARCHITECTURE_KEYS}
+    architecture = {key: config[key] for key in ARCHITECTURE_KEYS}
+    if not architecture["background_difference"]:  # keeps the official presets' config.json as it was
+        del architecture["background_difference"]
+    return architecture
 
 
 def model_from_config(config: dict):

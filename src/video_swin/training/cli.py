@@ -18,7 +18,8 @@ def _cmd_train(args):
         backbone_lr_mult=args.backbone_lr_mult, weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
         min_lr=args.min_lr, label_smoothing=args.label_smoothing, head_dropout=args.head_dropout,
         drop_path_rate=args.drop_path_rate, frozen_stages=args.frozen_stages, precision=args.precision,
-        remat=args.remat, clipnorm=args.clipnorm, clip_len=args.clip_len, frame_interval=args.frame_interval,
+        remat=args.remat, background_difference=args.background_difference, clipnorm=args.clipnorm,
+        clip_len=args.clip_len, frame_interval=args.frame_interval,
         short_side=args.short_side, crop_size=args.crop_size, mean=tuple(args.mean), std=tuple(args.std),
         random_crop=not args.no_random_crop, crop_scale=tuple(args.crop_scale), flip=not args.no_flip,
         flip_pairs=args.flip_pairs, test_views=args.test_views, workers=args.workers, seed=args.seed,
@@ -65,6 +66,9 @@ def add_train_arguments(p):
     src.add_argument("--drop-path-rate", type=float, default=None, help="stochastic depth (default: the preset's)")
     src.add_argument("--head-dropout", type=float, default=0.5)
     src.add_argument("--remat", action="store_true", help="recompute block activations in the backward pass")
+    src.add_argument("--background-difference", action="store_true",
+                     help="with --arch: feed |pixel - the clip's median colour| to the model (flat-background "
+                          "footage such as make-synthetic's; see docs/training.md)")
     src.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default="float32",
                      help="mixed precision (float16 uses dynamic loss scaling)")
     opt = p.add_argument_group("optimisation")

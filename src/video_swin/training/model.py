@@ -63,7 +63,8 @@ def dtype_policy(precision: str):
 
 
 def build_classifier(num_classes, preset=None, arch=None, head_dropout=0.5, drop_path_rate=None,
-                     frozen_stages=-1, remat=False, precision="float32", architecture=None):
+                     frozen_stages=-1, remat=False, precision="float32", architecture=None,
+                     background_difference=None):
     """A VideoSwinClassifier with a fresh `num_classes` head.
 
     preset: a preset folder (classifier or backbone-only): its backbone weights are loaded; arch: a
@@ -71,6 +72,8 @@ def build_classifier(num_classes, preset=None, arch=None, head_dropout=0.5, drop
     drop_path_rate overrides the preset's / arch's stochastic depth. frozen_stages: -1 none, 0 the patch
     embedding, k >= 1 the patch embedding and the first k stages (not trainable, always in inference
     mode). remat: recompute every trainable block's activations in the backward pass.
+    background_difference: True/False sets the input stem of an arch/architecture; None keeps what the
+    preset / arch has (a preset's backbone learnt with or without it, so a contradicting value is refused).
     """
     from video_swin import presets
     from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
@@ -90,6 +93,11 @@ def build_classifier(num_classes, preset=None, arch=None, head_dropout=0.5, drop
         config = architecture_for(arch)
     else:
         raise ValueError("give a preset, an arch or an architecture")
+    if background_difference is not None:
+        if preset is not None and bool(background_difference) != bool(config.get("background_difference", False)):
+            raise ValueError(f"{preset} was trained {'without' if background_difference else 'with'} the "
+                             "background-difference input; it cannot be switched when fine-tuning")
+        config["background_difference"] = bool(background_difference)
     if drop_path_rate is not None:
         config["drop_path_rate"] = float(drop_path_rate)
     with dtype_policy(precision):

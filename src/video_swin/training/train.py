@@ -64,6 +64,7 @@ class TrainConfig:
     frozen_stages: int = -1
     precision: str = "float32"  # float32 | bfloat16 | float16
     remat: bool = False
+    background_difference: bool = False  # --arch only: layers.BackgroundDifference in front (a preset has its own)
     clipnorm: float | None = None
     adam_epsilon: float = 1e-8
     clip_len: int = 32
@@ -102,7 +103,7 @@ class TrainConfig:
         """What must not change between a run and its resumption."""
         keys = ("preset", "arch", "batch_size", "accum_steps", "epochs", "lr", "backbone_lr_mult", "weight_decay",
                 "warmup_epochs", "min_lr", "frozen_stages", "precision", "clip_len", "frame_interval",
-                "crop_size", "seed", "label_smoothing", "drop_path_rate", "head_dropout")
+                "crop_size", "seed", "label_smoothing", "drop_path_rate", "head_dropout", "background_difference")
         d = dataclasses.asdict(self)
         return {k: d[k] for k in keys}
 
@@ -478,7 +479,8 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
     with strategy.scope():
         model = build_classifier(num_classes, preset=config.preset, arch=config.arch, head_dropout=config.head_dropout,
                                  drop_path_rate=config.drop_path_rate, frozen_stages=config.frozen_stages,
-                                 remat=config.remat, precision=config.precision)
+                                 remat=config.remat, precision=config.precision,
+                                 background_difference=config.background_difference or None)
         schedule = optim.WarmupCosine(config.lr, total_steps, warmup_steps, config.min_lr)
         optimizer = optim.make_optimizer(model, schedule, config.weight_decay, backbone_mult, config.precision,
                                          config.clipnorm, config.adam_epsilon)
