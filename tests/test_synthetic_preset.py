@@ -1,10 +1,12 @@
-"""The shipped synthetic-motion preset: it loads, it is small, it carries the 16x64x64 protocol, and it
-classifies fresh clips (a seed never used in training) as well as its metadata says.
+"""The shipped synthetic-motion preset: it loads, it is small, it carries the 16x64x64 protocol and its
+input stem, and it classifies fresh clips (seeds never used in training), of our generator and of the
+independent second one, as well as its metadata says.
 
-The issue's target is >= 95% top-1; the preset shipped now reaches ~83% (metadata.json, measured on 800
-held-out clips by scripts/train_synthetic.py), so these tests hold it to what it claims, not to the target."""
+metadata.json holds what scripts/train_synthetic.py measured on 800 + 200 + 400 held-out clips (~97 %, the
+issue's target being >= 95 %); here fresh samples must land within three binomial standard errors of it."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -25,19 +27,35 @@ def test_preset_files_and_protocol():
     assert len(pre["mean"]) == len(pre["std"]) == 3
     assert (PRESET_DIR / "model.weights.h5").stat().st_size <= 5 * 2**20
     meta = json.loads((PRESET_DIR / "metadata.json").read_text())
-    assert set(meta["evaluation"]) == {"heldout_seed_uncompressed", "heldout_seed_compressed", "second_generator"}
+    assert set(meta["evaluation"]) == {"heldout_seed_uncompressed", "heldout_seed_compressed",
+                                       "second_generator_solid", "second_generator_gradient"}
+    assert config["architecture"]["background_difference"] is True
+
+
+def _within_three_standard_errors(accuracy, claimed, n):
+    se = math.sqrt(claimed * (1 - claimed) / n)
+    assert accuracy >= claimed - 3 * se, (accuracy, claimed, n)
+    assert accuracy > 0.5, accuracy  # far above chance (0.125) in any case
 
 
 def test_fresh_clips_are_classified_as_well_as_the_metadata_says():
     from video_swin.training.demo import classify_clips
 
     claimed = json.loads((PRESET_DIR / "metadata.json").read_text())["evaluation"]["heldout_seed_uncompressed"]["top1"]
-    # seeds 0-4 and 10-14, 100-104 were used by the script; 9001 never was
+    # seeds 0-4, 10 and 11 were used by the script; 9001 never was
     x, y = synthetic.generate_arrays(240, seed=9001, randomize=True)
-    accuracy = float((classify_clips(x, PRESET_DIR).argmax(axis=1) == y).mean())
-    # 240 clips: the binomial standard error at ~0.83 is 0.024; allow three of them below the claim
-    assert accuracy >= claimed - 0.075, (accuracy, claimed)
-    assert accuracy > 0.5, accuracy  # far above chance (0.125) in any case
+    _within_three_standard_errors(float((classify_clips(x, PRESET_DIR).argmax(axis=1) == y).mean()), claimed, len(y))
+
+
+def test_fresh_clips_of_the_second_generator_as_well_as_the_metadata_says():
+    """The independent generator (other rasteriser, shapes and noise; solid backgrounds as the issue
+    describes): the model learnt the motions, not our generator's look."""
+    from video_swin.training import second_generator
+    from video_swin.training.demo import classify_clips
+
+    claimed = json.loads((PRESET_DIR / "metadata.json").read_text())["evaluation"]["second_generator_solid"]["top1"]
+    x, y = second_generator.generate(160, seed=9002)
+    _within_three_standard_errors(float((classify_clips(x, PRESET_DIR).argmax(axis=1) == y).mean()), claimed, len(y))
 
 
 def test_demo_synthetic():
