@@ -5,7 +5,9 @@
 
 TensorFlow is not on the GPU machines this project is lent (their image carries PyTorch and JAX), so
 "ours" is the same Keras model code on Keras' JAX backend: `model.predict_on_batch`-equivalent forward,
-compiled once by XLA (`jax.jit` of the stateless call). Precisions: float32, and bfloat16 / float16 as
+compiled once by XLA (`jax.jit` of the stateless call); in half precision also with the fused
+attention path (`WindowAttention3D._attend_fused`: `ops.dot_product_attention`, cuDNN flash attention
+when JAX can use it), side `ours_xla_fused`, with its logit difference from the plain path. Precisions: float32, and bfloat16 / float16 as
 mixed precision (Keras policy `mixed_*`: float32 variables, bias/mask/softmax in float32) against
 `torch.autocast` with the same dtype. Both sides get the same weights (torchvision's, converted with our
 name map) and the same input; the float32 parity of the logits on the GPU is reported too.
@@ -73,6 +75,20 @@ def jitted_forward(model):
     return lambda x: forward(trainable, non_trainable, x)
 
 
+def with_fused_attention(forward, setting):
+    """`forward` traced (on its first call, and any retrace) with `WindowAttention3D.fused_attention` set."""
+    from video_swin.layers import WindowAttention3D
+
+    def call(x):
+        saved, WindowAttention3D.fused_attention = WindowAttention3D.fused_attention, setting
+        try:
+            return forward(x)
+        finally:
+            WindowAttention3D.fused_attention = saved
+
+    return call
+
+
 def time_calls(fn, sync, iters):
     sync()
     t = time.perf_counter()
@@ -88,7 +104,8 @@ def bench(variant, frames, size, batch, precision, runs, iters, with_compile, em
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))).to(DEVICE)
     ours = our_model(variant, tm.state_dict(), precision)
     xj = jax.device_put(x)
-    forward = jitted_forward(ours)
+    forward = with_fused_attention(jitted_forward(ours), False)
+    forward_fused = with_fused_attention(jitted_forward(ours), "auto")
     dtype = DTYPES[precision]
 
     def torch_call(m):
@@ -106,6 +123,8 @@ def bench(variant, frames, size, batch, precision, runs, iters, with_compile, em
             out.block_until_ready()
 
     sides = {"ours_xla": (lambda: forward(xj), jax_sync), "torch_eager": (torch_call(tm), torch_sync)}
+    if precision != "float32":  # the fused path is for half precision only
+        sides["ours_xla_fused"] = (lambda: forward_fused(xj), jax_sync)
     if with_compile:
         sides["torch_compile"] = (torch_call(torch.compile(tm)), torch_sync)
     first = {}
@@ -121,8 +140,13 @@ def bench(variant, frames, size, batch, precision, runs, iters, with_compile, em
         with torch.no_grad():
             b = tm(xt).double().cpu().numpy()
         parity = float(np.abs(a - b).max())
+        fused_vs_plain = None
     else:
         parity = None
+        plain, fused = (np.asarray(f(xj), dtype=np.float64) for f in (forward, forward_fused))
+        fused_vs_plain = {"max_abs_logit_diff": float(np.abs(fused - plain).max()),
+                          "top1_agreement": float((fused.argmax(1) == plain.argmax(1)).mean()),
+                          "logit_scale": float(np.abs(plain).max())}
     times = {name: [] for name in sides}
     names = list(sides)
     for r in range(runs):
@@ -138,6 +162,7 @@ def bench(variant, frames, size, batch, precision, runs, iters, with_compile, em
             "first_call_s": first[name], "ratio_to_torch_eager": median / eager,
             "throughput_vs_torch_eager": eager / median,
             "fp32_max_abs_logit_diff_vs_torch": parity if name == "ours_xla" else None,
+            "fused_vs_plain": fused_vs_plain if name == "ours_xla_fused" else None,
         })
     del ours, forward, tm
     keras.backend.clear_session()
@@ -152,6 +177,8 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--cases", help="instead of the default list: variant:frames:precision[:compile],... "
+                   "e.g. small:16:bfloat16,base:16:bfloat16:compile")
     p.add_argument("--smoke", action="store_true", help="a seconds-long check of the script on any machine")
     args = p.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 on both sides
@@ -175,6 +202,9 @@ def main(argv=None):
         ("base", 16, "float16", False),
     ]
     size = 224
+    if args.cases:
+        fields = (c.split(":") for c in args.cases.split(","))
+        cases = [(v, int(f), prec, rest == ["compile"]) for v, f, prec, *rest in fields]
     if args.smoke:
         cases, size, args.runs, args.iters = [("tiny", 4, "float32", False), ("tiny", 4, "bfloat16", False)], 32, 2, 1
     for variant, frames, precision, with_compile in cases:

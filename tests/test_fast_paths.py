@@ -115,3 +115,26 @@ def test_lean_gelu_gradient_equals_autodiff_of_the_formula():
         grads.append(tape.gradient(loss, x).numpy())
         np.testing.assert_array_equal(y.numpy(), window_ops.gelu_erf(x).numpy())
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shifted", [False, True])
+def test_fused_attention_folding_equals_the_plain_path(shifted):
+    """`_attend_fused` (taken on JAX GPUs in half precision) folds the windows of a clip into the heads axis
+    so that the shift mask becomes one broadcast bias; here, in float32 through the backend's reference
+    `dot_product_attention`, it must equal `_attend` window by window."""
+    layer = WindowAttention3D(24, 2, (2, 3, 3))
+    n, batch = 18, 3
+    padded, shift = (4, 6, 6), ((1, 1, 1) if shifted else (0, 0, 0))
+    mask = np.asarray(window_ops.shifted_window_mask(padded, (2, 3, 3), shift)) if shifted else None
+    nw = 8
+    x = _clip((batch * nw, n))[..., 0:1] * np.ones(24, "float32")  # (windows, n, 24)
+    x = x + np.random.default_rng(1).standard_normal(x.shape).astype("float32")
+    layer(x)
+    qkv = ops.reshape(layer.qkv(x), (-1, n, 3, 2, 12))
+    bias = layer.relative_position_bias(n)
+    fused = np.asarray(layer._attend_fused(qkv, bias, None if mask is None else ops.convert_to_tensor(mask)))
+    t = ops.transpose(qkv, (2, 0, 3, 1, 4))
+    plain = layer._attend(t[0] * layer.scale, t[1], t[2], bias, mask)
+    np.testing.assert_allclose(fused, np.asarray(ops.transpose(plain, (0, 2, 1, 3))), rtol=1e-5, atol=1e-5)
+    if shifted:
+        assert np.abs(mask).max() > 0  # the mask is not all zeros: the folding is exercised

@@ -253,11 +253,19 @@ class WindowAttention3D(keras.layers.Layer):
         bias = ops.take(table, index, axis=0)
         return ops.transpose(ops.reshape(bias, (n, n, self.num_heads)), (2, 0, 1))
 
+    # Fused attention (`_attend_fused`) where it can pay: "auto" takes it for half-precision inference with
+    # the JAX backend on a GPU; False never takes it (benchmarks compare both).
+    fused_attention = "auto"
+
     def call(self, x, attention_mask=None, training=None, num_windows=None):
         """`num_windows` (windows per clip, optional) lets a compiled graph without a mask process the
         windows in cache-sized groups too (see `_window_group`)."""
         _, n, c = ops.shape(x)
         qkv = ops.reshape(self.qkv(x), (-1, n, 3, self.num_heads, self.head_dim))
+        if self._fused(qkv, training):
+            mask = None if attention_mask is None else ops.cast(attention_mask, "float32")
+            x = self._attend_fused(qkv, self.relative_position_bias(n), mask)
+            return self.proj_dropout(self.proj(ops.reshape(x, (-1, n, c))), training=training)
         qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
         q, k, v = qkv[0] * ops.cast(self.scale, qkv.dtype), qkv[1], qkv[2]
         bias = self.relative_position_bias(n)
@@ -292,6 +300,38 @@ class WindowAttention3D(keras.layers.Layer):
             attn = ops.softmax(attn, axis=-1)
         attn = self.attn_dropout(ops.cast(attn, v.dtype), training=training)
         return ops.matmul(attn, v)
+
+    def _fused(self, qkv, training):
+        if self.fused_attention is False or (training and self.attn_dropout_rate > 0):
+            return False
+        half = keras.backend.standardize_dtype(qkv.dtype) in ("float16", "bfloat16")
+        return keras.backend.backend() == "jax" and half and not training and not window_ops.runs_on_cpu()
+
+    def _attend_fused(self, qkv, bias, mask=None):
+        """`_attend` as one fused kernel (`ops.dot_product_attention`: cuDNN flash attention on JAX GPUs).
+
+        qkv (windows, n, 3, heads, d) -> (windows, n, heads, d). The kernel takes one bias broadcast over
+        its batch axis, but the shift mask differs between the nW windows of a clip, so the windows are
+        folded into the heads axis: (B, n, nW * heads, d) with a (1, nW * heads, n, n) bias + mask. The
+        bias and mask are rounded to the half-precision compute dtype here (the plain path keeps them in
+        float32); the scores and the softmax are accumulated in float32 by the kernel.
+        """
+        _, n, _, heads, d = ops.shape(qkv)
+        q = qkv[:, :, 0] * ops.cast(self.scale, qkv.dtype)
+        k, v = qkv[:, :, 1], qkv[:, :, 2]
+        if mask is None:
+            bias = bias[None]
+        else:
+            nw = ops.shape(mask)[0]
+            fold = lambda t: ops.reshape(  # noqa: E731
+                ops.transpose(ops.reshape(t, (-1, nw, n, heads, d)), (0, 2, 1, 3, 4)), (-1, n, nw * heads, d))
+            q, k, v = fold(q), fold(k), fold(v)
+            bias = ops.reshape(bias[None] + mask[:, None], (1, nw * heads, n, n))
+        out = ops.dot_product_attention(q, k, v, bias=ops.cast(bias, q.dtype), scale=1.0)
+        if mask is not None:
+            out = ops.reshape(out, (-1, n, nw, heads, d))
+            out = ops.reshape(ops.transpose(out, (0, 2, 1, 3, 4)), (-1, n, heads, d))
+        return out
 
     # Scores of one group of windows (heads x n x n float32) should stay in the last-level cache between
     # the matmul, the bias/mask add, the softmax passes and the second matmul.
