@@ -302,10 +302,10 @@ class WindowAttention3D(keras.layers.Layer):
         return ops.matmul(attn, v)
 
     def _fused(self, qkv, training):
-        if self.fused_attention is False or (training and self.attn_dropout_rate > 0):
+        if self.fused_attention is False or training:
             return False
         half = keras.backend.standardize_dtype(qkv.dtype) in ("float16", "bfloat16")
-        return keras.backend.backend() == "jax" and half and not training and not window_ops.runs_on_cpu()
+        return keras.backend.backend() == "jax" and half and not window_ops.runs_on_cpu()
 
     def _attend_fused(self, qkv, bias, mask=None):
         """`_attend` as one fused kernel (`ops.dot_product_attention`: cuDNN flash attention on JAX GPUs).

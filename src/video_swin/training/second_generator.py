@@ -8,7 +8,7 @@ Nothing is shared with `synthetic.py` except the class names and their definitio
   4x4 box mean), no OpenCV;
 * shapes: ellipses (axis ratio 0.35-0.7), five- and six-pointed stars, crosses with unequal arms, and
   "keyholes" (a disc on a bar); none of them is in synthetic.py;
-* background: a random solid colour, as the issue describes, but the foreground must differ from it by
+* background: a random solid colour, as the dataset is described, but the foreground must differ from it by
   an L1 distance >= 150 (synthetic.py: luma and RGB-distance thresholds); `background="gradient"`
   instead draws a linear gradient between two random colours in a random direction, which is outside
   the description: a stress test of how far the model carries beyond what it was trained on;
