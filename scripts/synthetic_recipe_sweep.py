@@ -5,16 +5,19 @@ Run on the lent GPU machine (Keras on JAX; no TensorFlow there), from the reposi
 CONFIGS=name,name picks configurations, PRE=plain|clipstd|tmean the input normalisation (set per name
 prefix cs_/tm_), NTRAIN the number of training clips. The logs of the two runs of 2026-11-27 (H100) are
 benchmarks/synthetic_recipe_sweep_h100_2026-11-27.log: every configuration stayed at chance
-(12.5 %) for 1000-3000 steps of 16 clips, which is why scripts/train_synthetic.py uses a curriculum.
+(12.5 %) for 1000-3000 steps of 16 clips, which is why the shipped preset has the background-difference
+input stem (scripts/train_synthetic.py, docs/training.md).
 """
 import json, os, sys, time
 os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np
 sys.path.insert(0, "src")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras
 from video_swin import synthetic
 synthetic._has_libx264 = lambda: True  # compress=False never encodes; PyAV is not on the GPU image
 from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
+from train_synthetic import SYMMETRIES
 
 BUDGET = float(os.environ.get("SWEEP_SECONDS", "240"))
 t_start = time.time()
@@ -22,7 +25,7 @@ t0 = time.time()
 X, Y = synthetic.generate_arrays(int(os.environ.get("NTRAIN", "8000")), seed=0, randomize=True, workers=16)
 VX, VY = synthetic.generate_arrays(800, seed=1, randomize=True, workers=16)
 print(f"data {len(X)}+{len(VX)} in {time.time()-t0:.0f}s", flush=True)
-SYM = [np.array(p) for p in [(1, 0, 2, 3, 5, 4, 6, 7), (0, 1, 3, 2, 5, 4, 6, 7), (2, 3, 0, 1, 5, 4, 6, 7), (1, 0, 3, 2, 5, 4, 7, 6)]]
+SYM = [np.array(SYMMETRIES[k]) for k in ("hflip", "vflip", "transpose", "reverse")]
 
 def augment(x, y, rng):
     x = x.copy(); y = y.copy()

@@ -6,12 +6,12 @@
    round-tripped through the clip's own video codec settings (as `make-synthetic` files are); validation:
    400 clips of seed 1;
 2. `video_swin.training.train` with the `synthetic-small` architecture from scratch, with the
-   background-difference input (`layers.BackgroundDifference`: |pixel - the clip's median colour|).
+   background-difference input (`layers.BackgroundDifference`: |pixel - the clip's median colour| - 0.15).
    Without it the model stays at chance for thousands of steps on this data: before any motion can be
    learnt it must find a shape of unknown colour on a background of unknown colour, and a linear patch
    embedding cannot undo the sign of an unknown contrast (measured: 3000 steps of batch 16 at 12.5 % on
    a GPU, lr 3e-4 to 3e-3, `benchmarks/synthetic_recipe_sweep_h100_2026-11-27.log`; with the input
-   stem, 89 % validation after 500 steps on 2 CPU cores). Augmentation uses the classes' symmetries
+   stem, 87 % validation after 500 steps on 2 CPU cores: `--clips 8000 --compressed 0 --epochs 1`). Augmentation uses the classes' symmetries
    instead of a plain flip (a plain flip would be wrong: the set has left/right classes): a horizontal
    flip swaps left/right and clockwise/anticlockwise, a vertical flip up/down and the rotations,
    swapping H and W swaps left/up, right/down and the rotations, and playing the clip backwards swaps
@@ -19,7 +19,7 @@
 3. held-out evaluation on NEW clips: seed 2 of the same generator (uncompressed, and a subset round-tripped
    through the video codec), and clips of an independent second generator
    (`video_swin.training.second_generator`: numpy rasterisation, other shapes, uniform noise) with solid
-   backgrounds as the issue describes them, and with gradient backgrounds (outside the description);
+   backgrounds as the dataset is described, and with gradient backgrounds (outside the description);
 4. the preset (config.json with class names and the 16x64x64 protocol) is written with the measured
    numbers, the command and its wall time in metadata.json.
 """

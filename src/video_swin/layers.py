@@ -320,18 +320,18 @@ class WindowAttention3D(keras.layers.Layer):
         q = qkv[:, :, 0] * ops.cast(self.scale, qkv.dtype)
         k, v = qkv[:, :, 1], qkv[:, :, 2]
         if mask is None:
-            bias = bias[None]
-        else:
-            nw = ops.shape(mask)[0]
-            fold = lambda t: ops.reshape(  # noqa: E731
-                ops.transpose(ops.reshape(t, (-1, nw, n, heads, d)), (0, 2, 1, 3, 4)), (-1, n, nw * heads, d))
-            q, k, v = fold(q), fold(k), fold(v)
-            bias = ops.reshape(bias[None] + mask[:, None], (1, nw * heads, n, n))
+            return ops.dot_product_attention(q, k, v, bias=ops.cast(bias[None], q.dtype), scale=1.0)
+        nw = ops.shape(mask)[0]
+
+        def swap_windows_and_tokens(t, windows_first):  # (B*nW, n, h, d) <-> (B, n, nW*h, d)
+            t = ops.reshape(t, (-1, nw, n, heads, d) if windows_first else (-1, n, nw, heads, d))
+            t = ops.transpose(t, (0, 2, 1, 3, 4))
+            return ops.reshape(t, (-1, n, nw * heads, d) if windows_first else (-1, n, heads, d))
+
+        q, k, v = (swap_windows_and_tokens(t, True) for t in (q, k, v))
+        bias = ops.reshape(bias[None] + mask[:, None], (1, nw * heads, n, n))
         out = ops.dot_product_attention(q, k, v, bias=ops.cast(bias, q.dtype), scale=1.0)
-        if mask is not None:
-            out = ops.reshape(out, (-1, n, nw, heads, d))
-            out = ops.reshape(ops.transpose(out, (0, 2, 1, 3, 4)), (-1, n, heads, d))
-        return out
+        return swap_windows_and_tokens(out, False)
 
     # Scores of one group of windows (heads x n x n float32) should stay in the last-level cache between
     # the matmul, the bias/mask add, the softmax passes and the second matmul.
