@@ -1,6 +1,11 @@
 """The performance paths compute what the plain path computes: cached static masks, attention over
 groups of windows in compiled graphs, and XLA in `predict`. (Benchmarks live in benchmarks/, not here.)"""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,7 +14,8 @@ import keras
 from keras import ops
 from video_swin import bench, window_ops
 from video_swin.layers import WindowAttention3D
-from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
+from video_swin import model as model_module
+from video_swin.model import MEMORY_MINIMISING_XLA_SCHEDULE, VideoSwinBackbone, VideoSwinClassifier
 
 SMALL_ARCH = dict(embed_dim=24, depths=(2, 2), num_heads=(2, 4), window_size=(4, 3, 3), drop_path_rate=0.0)
 
@@ -45,6 +51,7 @@ def small_groups(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(WindowAttention3D, "GROUP_BYTES", 2 * 4 * 2 * 36**2)
+    monkeypatch.setattr(WindowAttention3D, "GROUPING_ABOVE_BYTES", 0)
     monkeypatch.setattr(WindowAttention3D, "_attend_in_groups", spy)
     return calls
 
@@ -85,6 +92,51 @@ def test_predict_is_compiled_by_xla_and_equals_eager():
     model.predict_function = None
     assert not model._inference_uses_xla()
     np.testing.assert_allclose(model.predict_on_batch(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_memory_minimising_xla_schedule_is_added_once_and_a_users_setting_is_kept(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_hlo_as_text")
+    for _ in range(2):
+        model_module.prefer_memory_minimising_xla_schedule()
+        assert os.environ["XLA_FLAGS"] == "--xla_dump_hlo_as_text " + MEMORY_MINIMISING_XLA_SCHEDULE
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_concurrency_optimized_scheduler=true")
+    model_module.prefer_memory_minimising_xla_schedule()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+    monkeypatch.delenv("XLA_FLAGS")
+    model_module.prefer_memory_minimising_xla_schedule()
+    assert os.environ["XLA_FLAGS"] == MEMORY_MINIMISING_XLA_SCHEDULE
+
+
+def test_predict_compiles_with_the_memory_minimising_schedule(tmp_path):
+    """In a fresh process (XLA reads its flags at its first compilation), `predict_on_batch` compiles with
+    the schedule: XLA's dump of the options it compiled with says so."""
+    code = textwrap.dedent(
+        f"""
+        import os
+        os.environ["XLA_FLAGS"] = "--xla_dump_to={tmp_path}"
+        import numpy as np
+        from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
+        model = VideoSwinClassifier(VideoSwinBackbone(**{SMALL_ARCH!r}), num_classes=5)
+        model.predict_on_batch(np.zeros((1, 4, 12, 12, 3), "float32"))
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    options = [p.read_text() for p in tmp_path.glob("*.debug_options")]
+    assert options and all("xla_cpu_enable_concurrency_optimized_scheduler: false" in o for o in options)
+
+
+def test_predict_releases_the_freed_heap_after_each_compilation(monkeypatch):
+    calls = []
+    monkeypatch.setattr(model_module, "release_freed_heap", lambda: calls.append(1))
+    model = _classifier()
+    counts = []
+    for shape in [(1, 4, 12, 12), (1, 4, 12, 12), (1, 6, 12, 12)]:
+        model.predict_on_batch(_clip(shape))
+        counts.append(len(calls))
+    assert 0 < counts[0] == counts[1] < counts[2]  # only when a new input shape was traced and compiled
+    model.predict(_clip((3, 4, 16, 16)), batch_size=3, verbose=0)  # Keras' batched predict as well
+    assert len(calls) > counts[2]
+    model_module.release_freed_heap()  # the real one runs (a no-op without glibc)
 
 
 def test_predict_reloaded_model(tmp_path):

@@ -21,6 +21,17 @@ def _layer_norm(name):
     return keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=name)
 
 
+def _without_autograph(fn):
+    """`fn` marked for TensorFlow's AutoGraph not to convert: a loop body (`ops.map`) of plain tensor
+    ops, which AutoGraph would otherwise parse and convert again in every trace (a fifth of the time of
+    tracing Swin-T in a function with AutoGraph on, measured with cProfile)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.autograph.experimental.do_not_convert(fn)
+    return fn
+
+
 def _triple(value):
     if isinstance(value, int):
         return (value, value, value)
@@ -336,21 +347,27 @@ class WindowAttention3D(keras.layers.Layer):
     # Scores of one group of windows (heads x n x n float32) should stay in the last-level cache between
     # the matmul, the bias/mask add, the softmax passes and the second matmul.
     GROUP_BYTES = 4 * 2**20
+    # Each loop costs tracing and compile time (about 0.3 s per loop in Swin-T's first call), so windows are
+    # grouped only where the scores of a whole clip would be large: Swin-T's first two stages at 224x224
+    # (118 and 59 MB), not the third (29 MB), where grouping measured no faster.
+    GROUPING_ABOVE_BYTES = 32 * 2**20
 
     def _window_group(self, x, n, num_windows, training):
         """Windows per group for `_attend_in_groups`, or None to attend to all windows at once.
 
         Grouping pays on the CPU, in compiled graphs (a TF graph, XLA, a JAX trace: one loop in the graph),
-        when the scores of all windows outgrow the cache: it halves the time of the attention core of Swin-T's
-        first stages at 224x224 and bounds its memory. Eager mode, training (dropout and gradients
-        inside a loop) and graphs with a dynamic batch or dynamic sizes take the plain path; so do the
-        exported graphs (SavedModel, TFLite, ONNX), which keep the batch dynamic and loop-free. Both paths
-        compute the same numbers.
+        when the scores of all windows outgrow the cache by far (`GROUPING_ABOVE_BYTES`): it halves the
+        time of the attention core of Swin-T's first stages at 224x224 and bounds its memory. Eager mode,
+        training (dropout and gradients inside a loop) and graphs with a dynamic batch or dynamic sizes
+        take the plain path; so do the exported graphs (SavedModel, TFLite, ONNX), which keep the batch
+        dynamic and loop-free. Both paths compute the same numbers.
         """
         static = window_ops.is_static(n, num_windows, ops.shape(x)[0])
         if training or not static or not window_ops.traced(x) or not window_ops.runs_on_cpu():
             return None  # on a GPU a loop over window groups would serialise what should run in parallel
         per_window = 4 * self.num_heads * int(n) ** 2
+        if per_window * int(num_windows) <= self.GROUPING_ABOVE_BYTES:
+            return None
         fitting = max(1, self.GROUP_BYTES // per_window)
         group = max(g for g in range(1, int(num_windows) + 1) if int(num_windows) % g == 0 and g <= fitting)
         return None if group == int(num_windows) else group
@@ -362,7 +379,7 @@ class WindowAttention3D(keras.layers.Layer):
         split = lambda t: ops.reshape(t, (-1, group, heads, n, d))  # noqa: E731
         q, k, v = split(q), split(k), split(v)
         if mask is None:
-            out = ops.map(lambda qkv: self._attend(*qkv, bias), (q, k, v))
+            out = ops.map(_without_autograph(lambda qkv: self._attend(*qkv, bias)), (q, k, v))
         else:
             mask = ops.reshape(mask, (groups_per_clip, group, n, n))
             index = ops.arange(ops.shape(q)[0], dtype="int32") % groups_per_clip
@@ -371,7 +388,7 @@ class WindowAttention3D(keras.layers.Layer):
                 qg, kg, vg, i = args
                 return self._attend(qg, kg, vg, bias, ops.take(mask, i, axis=0))
 
-            out = ops.map(attend, (q, k, v, index))
+            out = ops.map(_without_autograph(attend), (q, k, v, index))
         return ops.reshape(out, (-1, heads, n, d))
 
     def compute_output_shape(self, input_shape):

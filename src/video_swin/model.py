@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import ctypes
+import os
 
 import keras
 
@@ -37,6 +39,33 @@ def variant_config(variant, **overrides):
     return {**copy.deepcopy(VARIANTS[variant]), **overrides}
 
 
+# XLA's CPU scheduler orders a program for concurrency by default, which starts every block's position
+# bias (and more) early and keeps it alive: Swin-T's temporary buffer at 16x224x224 is 206 MiB with that
+# order and 92 MiB with the memory-minimising one, at the same speed (benchmarks/RESULTS.md). XLA reads
+# XLA_FLAGS once, at its first compilation in the process; a user's own setting of the flag is kept.
+MEMORY_MINIMISING_XLA_SCHEDULE = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def prefer_memory_minimising_xla_schedule():
+    """Adds `MEMORY_MINIMISING_XLA_SCHEDULE` to XLA_FLAGS unless the flag is set there already (it then
+    takes effect if XLA has not compiled anything in this process yet)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_enable_concurrency_optimized_scheduler" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {MEMORY_MINIMISING_XLA_SCHEDULE}".strip()
+
+
+def release_freed_heap():
+    """Gives the heap memory that the process has freed back to the OS (glibc's `malloc_trim`).
+
+    XLA's compiler frees what it allocated, but glibc keeps those pages resident (about 220 MiB after
+    compiling Swin-T at 16x224x224), which would count in every later peak. A no-op without glibc.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class _FunctionHolder:
     """Keeps a compiled function off Keras' and TensorFlow's attribute tracking (a `tf.function` found
     on a model would otherwise become part of its SavedModel)."""
@@ -46,14 +75,16 @@ class _FunctionHolder:
 
 
 class XlaInference:
-    """`predict` / `predict_on_batch` (and so `classify`) run the forward pass compiled by XLA on
-    TensorFlow, out of the box.
+    """`predict` / `predict_on_batch` run the forward pass compiled by XLA on TensorFlow, out of the box
+    (`classify.VideoClassifier` turns it off: on one video the compile costs more than it saves).
 
     Keras resolves `jit_compile="auto"` to False on CPU-only hosts, but for this model XLA is the faster
     inference path on CPU as well (benchmarks/RESULTS.md: about a quarter less CPU time per clip than
     the plain TensorFlow graph), so `predict_step` calls the model through a `jit_compile=True` function.
     `model.inference_jit_compile = False` turns this off; `model(x)` stays eager; training follows
-    `compile(jit_compile=...)` as usual.
+    `compile(jit_compile=...)` as usual. The first such call in a process also selects XLA's
+    memory-minimising CPU schedule (`prefer_memory_minimising_xla_schedule`), and each new input shape's
+    tracing and compilation are followed by `release_freed_heap`.
     """
 
     inference_jit_compile = "auto"
@@ -76,14 +107,51 @@ class XlaInference:
             return not self.jit_compile and getattr(self, "_distribute_strategy", None) is None
         return bool(self.inference_jit_compile)
 
-    def _xla_forward(self, x):
+    def _xla_function(self):
+        import tensorflow as tf
+
         holder = self.__dict__.get("_xla_forward_holder")
         if holder is None:
-            import tensorflow as tf
-
-            holder = _FunctionHolder(tf.function(lambda v: self(v, training=False), jit_compile=True))
+            prefer_memory_minimising_xla_schedule()
+            # AutoGraph off: the forward pass has no tensor-dependent Python control flow, and converting
+            # it would only add to the first call.
+            fn = tf.function(lambda v: self(v, training=False), jit_compile=True, autograph=False)
+            holder = _FunctionHolder(fn)
             object.__setattr__(self, "_xla_forward_holder", holder)
-        return holder.fn(x)
+        return holder.fn
+
+    def _xla_forward(self, x):
+        return self._xla_function()(x)
+
+    def predict_on_batch(self, x):
+        if not self._inference_uses_xla():
+            return super().predict_on_batch(x)
+        # Straight to the compiled forward pass: Keras' predict function would wrap it in a second traced
+        # function, which adds about a second and some memory to the first call. A new input shape is
+        # traced first and the heap released before XLA compiles it, which lowers the first call's peak.
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        fn, traces = self._xla_function(), self._xla_trace_count()
+        fn.get_concrete_function(x)
+        compiles = self._xla_trace_count() != traces
+        if compiles:
+            release_freed_heap()
+        out = fn(x).numpy()
+        if compiles:
+            release_freed_heap()
+        return out
+
+    def predict(self, *args, **kwargs):
+        traces = self._xla_trace_count()
+        out = super().predict(*args, **kwargs)
+        if self._xla_trace_count() != traces:
+            release_freed_heap()  # a new input shape was traced and compiled
+        return out
+
+    def _xla_trace_count(self):
+        holder = self.__dict__.get("_xla_forward_holder")
+        return None if holder is None else holder.fn.experimental_get_tracing_count()
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
