@@ -403,18 +403,25 @@ WORKERS = {
 
 # ----------------------------------------------------------------------------------------------- parent
 class Worker:
+    """One side in its own process. The process is launched by `start`, not before: the workers of a
+    group then import, load and make their first call one at a time, so that no first-call time or
+    memory figure includes another worker's start-up."""
+
     def __init__(self, name, spec, log):
         self.name, self.spec, self.log = name, spec, log
+        self.proc = None
+        self.walls, self.cpus, self.info, self.error = [], [], {}, None
+
+    def _launch(self):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "video_swin.bench", "--worker", json.dumps(spec)],
+            [sys.executable, "-m", "video_swin.bench", "--worker", json.dumps(self.spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=log,
+            stderr=self.log,
             text=True,
             env=env,
         )
-        self.walls, self.cpus, self.info, self.error = [], [], {}, None
 
     def read(self, timeout=None):
         import selectors
@@ -441,6 +448,7 @@ class Worker:
 
     def start(self, timeout):
         t0 = time.perf_counter()
+        self._launch()
         try:
             answer = self.read(timeout)
         except (TimeoutError, RuntimeError) as exc:
@@ -461,13 +469,13 @@ class Worker:
         self.cpus.append(answer["cpu"])
 
     def finish(self):
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(Exception):
                 self.info.update(self.ask("stats", timeout=60))
         self.stop()
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(Exception):
                 self.proc.stdin.write("quit\n")
                 self.proc.stdin.flush()
