@@ -2,6 +2,7 @@
 groups of windows in compiled graphs, and XLA in `predict`. (Benchmarks live in benchmarks/, not here.)"""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -87,7 +88,7 @@ def test_predict_is_compiled_by_xla_and_equals_eager():
     assert model._inference_uses_xla()
     x = _clip((1, 4, 16, 16), 3)
     assert "HloModule" in model._xla_forward_holder.fn.experimental_get_compiler_ir(x)(stage="hlo")
-    assert model.jit_compile is False  # training keeps Keras' own setting
+    assert model.jit_compile is False  # not compiled: Keras resolves "auto" to False on a CPU-only host
     model.inference_jit_compile = False
     model.predict_function = None
     assert not model._inference_uses_xla()
@@ -138,6 +139,70 @@ def test_predict_releases_the_freed_heap_after_each_compilation(monkeypatch):
     model.predict(_clip((3, 4, 16, 16)), batch_size=3, verbose=0)  # Keras' batched predict as well
     assert len(calls) > counts[2]
     assert release_freed_heap() is None  # the real one (patched out above) runs: a no-op without glibc
+
+
+def _compile(model, **kwargs):
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **kwargs
+    )
+    return model
+
+
+def test_compile_defaults_to_xla_on_tensorflow_and_keeps_explicit_choices(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "")
+    model = _compile(_classifier())
+    assert model.jit_compile is True  # Keras alone resolves "auto" to False on a CPU-only host
+    assert MEMORY_MINIMISING_XLA_SCHEDULE in os.environ["XLA_FLAGS"]
+    assert _compile(_classifier(), jit_compile=False).jit_compile is False
+    assert _compile(_classifier(), run_eagerly=True).jit_compile is False
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        assert _compile(_classifier()).jit_compile is False  # XLA is off under tf.distribute, as in Keras
+    # A compiled model still predicts through its own XLA forward pass (not Keras' predict function).
+    x = _clip((1, 4, 12, 12), 5)
+    np.testing.assert_allclose(model.predict_on_batch(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    assert model._xla_trace_count() == 1
+
+
+def test_training_releases_the_freed_heap_after_the_first_step(monkeypatch):
+    calls = []
+    monkeypatch.setattr(model_module, "release_freed_heap", lambda: calls.append(1))
+    model = _compile(_classifier(), jit_compile=False)
+    x, y = _clip((2, 4, 12, 12), 6), np.array([1, 2])
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    assert len(calls) == 1  # after the first step, which traced and compiled the train function
+    model.fit(x, y, epochs=2, verbose=0)  # fit uses the same train function: no new release
+    assert len(calls) == 1
+    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    model.train_on_batch(x, y)  # compiling again makes a new train function
+    assert len(calls) == 2
+
+
+def _xla_training_step(model, x, y):
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    return tf.function(step, jit_compile=True)
+
+
+def test_mlp_gradients_stay_lean_under_xla():
+    """Two measured costs of a Swin-T training step (benchmarks/RESULTS.md), checked where they arise:
+    the MLP's bias gradients are reduced over the rows of 2-d gradients (XLA:CPU reduces a 5-d one over
+    its leading axes in a strided loop, 1.2 s of a step), and XLA keeps the backward pass's erf apart from
+    the forward's (merged, the forward's erf stays alive until the backward pass: ~370 MB of peak)."""
+    model = _classifier()
+    x, y = _clip((2, 4, 24, 24), 7), np.array([1, 2])
+    step = _xla_training_step(model, x, y)
+    graph = step.get_concrete_function(x, y).graph
+    mlp_bias_grads = [op for op in graph.get_operations() if op.type == "BiasAddGrad" and "/mlp" in op.name]
+    assert len(mlp_bias_grads) == 2 * sum(SMALL_ARCH["depths"])
+    assert all(op.inputs[0].shape.rank == 2 for op in mlp_bias_grads)
+    hlo = step.experimental_get_compiler_ir(x, y)(stage="optimized_hlo")
+    erfs = re.findall(r"= f32\[[0-9,]*\]\{[0-9,]*\} erf\(", hlo)
+    assert len(erfs) == 2 * sum(SMALL_ARCH["depths"])  # one forward, one backward per block
 
 
 def test_predict_reloaded_model(tmp_path):

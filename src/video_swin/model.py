@@ -81,13 +81,51 @@ class XlaInference:
     Keras resolves `jit_compile="auto"` to False on CPU-only hosts, but for this model XLA is the faster
     inference path on CPU as well (benchmarks/RESULTS.md: about a quarter less CPU time per clip than
     the plain TensorFlow graph), so `predict_step` calls the model through a `jit_compile=True` function.
-    `model.inference_jit_compile = False` turns this off; `model(x)` stays eager; training follows
-    `compile(jit_compile=...)` as usual. The first such call in a process also selects XLA's
-    memory-minimising CPU schedule (`prefer_memory_minimising_xla_schedule`), and each new input shape's
-    tracing and compilation are followed by `release_freed_heap`.
+    `model.inference_jit_compile = False` turns this off; `model(x)` stays eager. For the same reason
+    `compile()` resolves its default `jit_compile="auto"` to XLA for training steps too (see `compile`).
+    The first XLA function in a process also selects XLA's memory-minimising CPU schedule
+    (`prefer_memory_minimising_xla_schedule`), and each new input shape's tracing and compilation are
+    followed by `release_freed_heap`.
     """
 
     inference_jit_compile = "auto"
+
+    def compile(self, *args, **kwargs):
+        """Keras' `compile`, with its default `jit_compile="auto"` resolved to XLA on TensorFlow on CPUs as
+        well (Keras turns XLA off on CPU-only hosts): for this model XLA's training step is the faster
+        and smaller one there too (benchmarks/RESULTS.md). Not under a tf.distribute strategy or with
+        `run_eagerly=True`, as in Keras. An XLA training step also selects XLA's memory-minimising CPU
+        schedule (`prefer_memory_minimising_xla_schedule`)."""
+        jit_compile = kwargs.get("jit_compile", "auto")
+        if jit_compile == "auto" and keras.backend.backend() == "tensorflow" and not kwargs.get("run_eagerly"):
+            import tensorflow as tf
+
+            if getattr(self, "_distribute_strategy", None) is None and not tf.distribute.has_strategy():
+                kwargs["jit_compile"] = True
+        super().compile(*args, **kwargs)
+        if self.jit_compile:
+            prefer_memory_minimising_xla_schedule()
+
+    def make_train_function(self, force=False):
+        """Keras' train function, followed by `release_freed_heap` after its first call, which traced and
+        compiled the step: what the compiler freed would otherwise stay resident through every later step
+        (about 0.5 GiB of a Swin-T training step's peak at batch 2 x 16x224x224)."""
+        before = self.train_function
+        made = super().make_train_function(force)
+        train_function = self.train_function
+        if train_function is before or self.run_eagerly:
+            return made
+        first = [True]
+
+        def train_function_releasing_heap(*args, **kwargs):
+            out = train_function(*args, **kwargs)
+            if first[0]:
+                first[0] = False
+                release_freed_heap()
+            return out
+
+        self.train_function = train_function_releasing_heap
+        return made
 
     def predict_step(self, *args):
         if keras.backend.backend() != "tensorflow":
@@ -102,9 +140,8 @@ class XlaInference:
         if keras.backend.backend() != "tensorflow" or self.run_eagerly:
             return False
         if self.inference_jit_compile == "auto":
-            # With jit_compile=True Keras already compiles the whole predict step; XLA is off under
-            # tf.distribute strategies, as in Keras.
-            return not self.jit_compile and getattr(self, "_distribute_strategy", None) is None
+            # XLA is off under tf.distribute strategies, as in Keras.
+            return getattr(self, "_distribute_strategy", None) is None
         return bool(self.inference_jit_compile)
 
     def _xla_function(self):
