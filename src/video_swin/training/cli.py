@@ -106,7 +106,8 @@ def add_train_arguments(p):
     run.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
     run.add_argument("--keep-checkpoints", type=int, default=2)
     run.add_argument("--max-steps", type=int, default=None, help="stop after this step (resume later)")
-    run.add_argument("--jit", action="store_true", help="XLA-compile the training step (single device)")
+    run.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
+                     help="XLA-compile the training step; unset: XLA on a single device, the graph on several")
     run.add_argument("--overwrite", action="store_true", help="ignore existing checkpoints in --out")
     return p
 

@@ -86,7 +86,7 @@ class TrainConfig:
     strategy: str = "default"  # default | mirrored | multiworker
     devices: int | None = None  # mirrored: number of local devices (CPU hosts: logical CPU devices)
     max_steps: int | None = None  # stop after this global step (the schedule still spans all epochs)
-    jit_compile: bool = False
+    jit_compile: bool | None = None  # None: XLA on one replica (the faster step for Video Swin, CPU too)
     log_every: int | None = None
     overwrite: bool = False  # start afresh even if OUT has checkpoints
 
@@ -307,7 +307,7 @@ def cross_entropy(labels, logits, num_classes: int, label_smoothing: float = 0.0
 
 
 def make_train_step(model, optimizer, strategy, num_classes: int, examples_per_step: int, accum_steps: int = 1,
-                    label_smoothing: float = 0.0, jit_compile: bool = False):
+                    label_smoothing: float = 0.0, jit_compile: bool | None = None):
     """A compiled step: (x, y) distributed batch -> (sum of losses, correct count) over all replicas.
 
     Every replica gets (accum_steps * b) examples and runs accum_steps micro-batches sequentially; each
@@ -315,6 +315,8 @@ def make_train_step(model, optimizer, strategy, num_classes: int, examples_per_s
     gradient of the mean loss over the whole step's examples.
     """
     import tensorflow as tf
+
+    from video_swin.model import prefer_memory_minimising_xla_schedule
 
     k = int(accum_steps)
     denominator = float(examples_per_step)
@@ -357,9 +359,14 @@ def make_train_step(model, optimizer, strategy, num_classes: int, examples_per_s
         sum_ = tf.distribute.ReduceOp.SUM
         return strategy.reduce(sum_, loss_sum, axis=None), strategy.reduce(sum_, correct, axis=None)
 
+    # XLA only on one replica (as Keras, XLA is off under tf.distribute's multi-replica strategies);
+    # None chooses it there, as `model.compile()` does (benchmarks/RESULTS.md: the faster step on CPUs).
+    jit = (True if jit_compile is None else bool(jit_compile)) and strategy.num_replicas_in_sync == 1
+    if jit:
+        prefer_memory_minimising_xla_schedule()
     # autograph=False: the code above has no Python control flow on tensors, and converting it (and
     # everything it calls) costs seconds of tracing.
-    return tf.function(step, jit_compile=bool(jit_compile) and strategy.num_replicas_in_sync == 1, autograph=False)
+    return tf.function(step, jit_compile=jit, autograph=False)
 
 
 # ------------------------------------------------------------------------------------------- train
@@ -448,6 +455,7 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
     import tensorflow as tf
 
     from video_swin import presets
+    from video_swin.model import release_freed_heap
     from video_swin.training import optim
     from video_swin.training import plot as plot_mod
     from video_swin.training.evaluate import metrics, predict_views
@@ -550,6 +558,7 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
             now = time.perf_counter()
             if t_first is None:
                 t_first = now  # the first step includes tracing/compilation
+                release_freed_heap()  # what the compiler freed would stay resident through every step
                 first_seen = seen
             rate = (seen - first_seen) / (now - t_first) if now > t_first and seen > first_seen else seen / (now - t_epoch)
             eta = (steps_per_epoch - done) * examples_per_step / max(rate, 1e-9)
