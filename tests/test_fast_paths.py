@@ -210,7 +210,8 @@ def test_mlp_gradients_stay_lean_under_xla():
     step = _xla_training_step(model, x, y)
     graph = step.get_concrete_function(x, y).graph
     mlp_bias_grads = [op for op in graph.get_operations() if op.type == "BiasAddGrad" and "/mlp" in op.name]
-    assert len(mlp_bias_grads) == 2 * sum(SMALL_ARCH["depths"])
+    # fc1's bias gradients (fc2's come from `gelu_dense_lean`'s backward, a sum over 2-d rows)
+    assert len(mlp_bias_grads) == sum(SMALL_ARCH["depths"]) and all("/fc1" in op.name for op in mlp_bias_grads)
     assert all(op.inputs[0].shape.rank == 2 for op in mlp_bias_grads)
     hlo = step.experimental_get_compiler_ir(x, y)(stage="optimized_hlo")
     erfs = re.findall(r"= f32\[[0-9,]*\]\{[0-9,]*\} erf\(", hlo)
@@ -237,6 +238,26 @@ def test_lean_gelu_gradient_equals_autodiff_of_the_formula():
         grads.append(tape.gradient(loss, x).numpy())
         np.testing.assert_array_equal(y.numpy(), window_ops.gelu_erf(x).numpy())
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+
+
+def test_lean_gelu_dense_gradients_equal_autodiff_of_the_plain_layers():
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.standard_normal((37, 16)).astype("float32") * 2)
+    kernel = tf.constant(rng.standard_normal((16, 5)).astype("float32"))
+    bias = tf.constant(rng.standard_normal(5).astype("float32"))
+    upstream = tf.constant(rng.standard_normal((37, 5)).astype("float32"))
+    results = []
+    for fn in (lambda a, k, b: window_ops.gelu_erf(a) @ k + b, window_ops.gelu_dense_lean):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel, bias])
+            y = fn(x, kernel, bias)
+            loss = tf.reduce_sum(y * upstream)
+        results.append((y.numpy(), [g.numpy() for g in tape.gradient(loss, [x, kernel, bias])]))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    cdf, _ = window_ops._gelu_derivative_terms(x)  # the backward's recomputed GELU is the forward's
+    np.testing.assert_array_equal((x * cdf).numpy(), window_ops.gelu_erf(x).numpy())
+    for lean, plain in zip(results[1][1], results[0][1]):
+        np.testing.assert_allclose(lean, plain, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("shifted", [False, True])

@@ -202,9 +202,15 @@ class Mlp(keras.layers.Layer):
         # leading axes of a 5-d one in a strided loop (1.2 s of a Swin-T training step at batch 2).
         shape = ops.shape(x)
         x = ops.reshape(x, (-1, self.dim))
-        x = gelu(self.fc1(x))
+        if training and self.dropout_rate == 0.0:
+            # fc2 and the GELU before it as one op whose backward recomputes the GELU's output
+            kernel, bias = (ops.cast(v, self.compute_dtype) for v in (self.fc2.kernel, self.fc2.bias))
+            x = window_ops.gelu_dense_lean(self.fc1(x), kernel, bias)
+        else:
+            x = gelu(self.fc1(x))
+            x = self.dropout(x, training=training)
+            x = self.fc2(x)
         x = self.dropout(x, training=training)
-        x = self.dropout(self.fc2(x), training=training)
         return ops.reshape(x, shape)
 
     def compute_output_shape(self, input_shape):
