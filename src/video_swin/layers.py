@@ -196,7 +196,6 @@ class Mlp(keras.layers.Layer):
         self.fc2.build((None, self.hidden_dim))
 
     def call(self, x, training=None):
-        gelu = window_ops.gelu_erf_lean if training else window_ops.gelu_erf  # same values, leaner backward
         # Tokens as rows of one matrix (the same matmuls Dense does on N-d input): XLA:CPU reduces the
         # bias gradient over the rows of a 2-d gradient as a fast tree reduction, but over the four
         # leading axes of a 5-d one in a strided loop (1.2 s of a Swin-T training step at batch 2).
@@ -207,9 +206,8 @@ class Mlp(keras.layers.Layer):
             kernel, bias = (ops.cast(v, self.compute_dtype) for v in (self.fc2.kernel, self.fc2.bias))
             x = window_ops.gelu_dense_lean(self.fc1(x), kernel, bias)
         else:
-            x = gelu(self.fc1(x))
-            x = self.dropout(x, training=training)
-            x = self.fc2(x)
+            gelu = window_ops.gelu_erf_lean if training else window_ops.gelu_erf  # same values, leaner backward
+            x = self.fc2(self.dropout(gelu(self.fc1(x)), training=training))
         x = self.dropout(x, training=training)
         return ops.reshape(x, shape)
 
