@@ -155,6 +155,9 @@ def test_compile_defaults_to_xla_on_tensorflow_and_keeps_explicit_choices(monkey
     assert MEMORY_MINIMISING_XLA_SCHEDULE in os.environ["XLA_FLAGS"]
     assert _compile(_classifier(), jit_compile=False).jit_compile is False
     assert _compile(_classifier(), run_eagerly=True).jit_compile is False
+    positional = _classifier()  # compile(optimizer, loss, loss_weights, metrics, weighted_metrics, run_eagerly, ...)
+    positional.compile("sgd", "mse", None, None, None, False, 1, False)
+    assert positional.jit_compile is False
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
         assert _compile(_classifier()).jit_compile is False  # XLA is off under tf.distribute, as in Keras
     # A compiled model still predicts through its own XLA forward pass (not Keras' predict function).
@@ -171,11 +174,11 @@ def test_training_releases_the_freed_heap_after_the_first_step(monkeypatch):
     for _ in range(3):
         model.train_on_batch(x, y)
     assert len(calls) == 1  # after the first step, which traced and compiled the train function
-    model.fit(x, y, epochs=2, verbose=0)  # fit uses the same train function: no new release
-    assert len(calls) == 1
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
     model.train_on_batch(x, y)  # compiling again makes a new train function
     assert len(calls) == 2
+    _compile(_classifier(), jit_compile=False).fit(x, y, epochs=2, verbose=0)  # fit's steps as well
+    assert len(calls) == 3
 
 
 def test_the_optimizer_is_built_before_the_train_function_is_traced():

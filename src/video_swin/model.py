@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import inspect
 import os
 
 import keras
@@ -96,8 +97,8 @@ class XlaInference:
         and smaller one there too (benchmarks/RESULTS.md). Not under a tf.distribute strategy or with
         `run_eagerly=True`, as in Keras. An XLA training step also selects XLA's memory-minimising CPU
         schedule (`prefer_memory_minimising_xla_schedule`)."""
-        jit_compile = kwargs.get("jit_compile", "auto")
-        if jit_compile == "auto" and keras.backend.backend() == "tensorflow" and not kwargs.get("run_eagerly"):
+        given = inspect.signature(keras.Model.compile).bind(self, *args, **kwargs).arguments
+        if "jit_compile" not in given and not given.get("run_eagerly") and keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
             if getattr(self, "_distribute_strategy", None) is None and not tf.distribute.has_strategy():
@@ -121,12 +122,13 @@ class XlaInference:
         train_function = self.train_function
         if train_function is before or self.run_eagerly:
             return made
-        first = [True]
+        compiled = False
 
         def train_function_releasing_heap(*args, **kwargs):
+            nonlocal compiled
             out = train_function(*args, **kwargs)
-            if first[0]:
-                first[0] = False
+            if not compiled:
+                compiled = True
                 release_freed_heap()
             return out
 

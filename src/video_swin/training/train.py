@@ -558,7 +558,9 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
             now = time.perf_counter()
             if t_first is None:
                 t_first = now  # the first step includes tracing/compilation
-                release_freed_heap()  # what the compiler freed would stay resident through every step
+                # The run's first step traced and compiled the step function (in later epochs, the last
+                # epoch's validation ran): give back what that freed, or it stays resident (cheap otherwise).
+                release_freed_heap()
                 first_seen = seen
             rate = (seen - first_seen) / (now - t_first) if now > t_first and seen > first_seen else seen / (now - t_epoch)
             eta = (steps_per_epoch - done) * examples_per_step / max(rate, 1e-9)
