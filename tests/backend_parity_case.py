@@ -115,10 +115,17 @@ def test_swin_t_preset_matches_torchvision(tiny_preset, tiny_reference):
     )
 
 
-def test_one_sgd_step_matches_torchvision(small_preset):
+@pytest.mark.parametrize("probabilities", ["kept", "recomputed"])
+def test_one_sgd_step_matches_torchvision(small_preset, probabilities, monkeypatch):
     """Training on this backend: forward in training mode, backward, one SGD update; the loss and the
-    updated model's logits equal torchvision's after the same step (autograd on both sides)."""
+    updated model's logits equal torchvision's after the same step (autograd on both sides; ours with the
+    attention probabilities kept for the backward pass, or recomputed there as large inputs do)."""
     import torch
+
+    from video_swin.layers import WindowAttention3D
+
+    threshold = {"kept": 2**62, "recomputed": 0}[probabilities]
+    monkeypatch.setattr(WindowAttention3D, "RECOMPUTE_PROBABILITIES_ABOVE_BYTES", threshold)
 
     lr = 0.1
     ref = small_torchvision_reference()

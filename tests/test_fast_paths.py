@@ -284,3 +284,72 @@ def test_fused_attention_folding_equals_the_plain_path(shifted):
     np.testing.assert_allclose(fused, np.asarray(ops.transpose(plain, (0, 2, 1, 3))), rtol=1e-5, atol=1e-5)
     if shifted:
         assert np.abs(mask).max() > 0  # the mask is not all zeros: the folding is exercised
+
+
+def _attention_inputs(dtype="float32", masked=True, seed=5):
+    rng = np.random.default_rng(seed)
+    nw, batch, heads, n, d = 4, 2, 3, 12, 8
+    q, k, v = (tf.constant(rng.standard_normal((batch * nw, heads, n, d)), dtype) for _ in range(3))
+    bias = tf.constant(rng.standard_normal((heads, n, n)).astype("float32"))
+    mask = tf.constant(np.where(rng.random((nw, n, n)) < 0.3, window_ops.MASK_VALUE, 0.0).astype("float32"))
+    upstream = tf.constant(rng.standard_normal((batch * nw, heads, n, d)), dtype)
+    return q, k, v, bias, mask if masked else None, upstream
+
+
+def _plain_attention(q, k, v, bias, mask):
+    return ops.matmul(ops.cast(window_ops.attention_probabilities(q, k, bias, mask), v.dtype), v)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-5), ("float16", 2e-3)])
+def test_recomputed_attention_probabilities_give_the_gradients_of_the_plain_path(masked, dtype, tol):
+    q, k, v, bias, mask, upstream = _attention_inputs(dtype, masked)
+    results = []
+    for fn in (_plain_attention, window_ops.attention_recomputing_probabilities):
+        with tf.GradientTape() as tape:
+            tape.watch([q, k, v, bias])
+            out = fn(q, k, v, bias, mask)
+            loss = tf.reduce_sum(tf.cast(out * upstream, "float32"))
+        results.append((out.numpy(), [g.numpy() for g in tape.gradient(loss, [q, k, v, bias])]))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    for recomputed, plain in zip(results[1][1], results[0][1]):
+        assert recomputed.dtype == plain.dtype
+        np.testing.assert_allclose(recomputed.astype("float32"), plain.astype("float32"), rtol=tol, atol=tol)
+
+
+def test_attention_probabilities_are_recomputed_under_xla(monkeypatch):
+    """XLA merges an expression that the backward pass repeats from the forward's with the forward's and keeps
+    that alive: the recomputation must survive as a second softmax (one more exponential) per block."""
+    x, y = _clip((2, 8, 24, 24), 9), np.array([0, 3])
+    exponentials = {}
+    for threshold in (2**62, 0):
+        monkeypatch.setattr(WindowAttention3D, "RECOMPUTE_PROBABILITIES_ABOVE_BYTES", threshold)
+        keras.utils.set_random_seed(0)
+        model = _classifier()
+        hlo = _xla_training_step(model, x, y).experimental_get_compiler_ir(x, y)(stage="optimized_hlo")
+        exponentials[threshold] = len(re.findall(r"\} exponential\(", hlo))
+    assert exponentials[0] == exponentials[2**62] + sum(SMALL_ARCH["depths"])
+
+
+def test_probabilities_are_recomputed_only_in_training_where_they_are_large(monkeypatch):
+    calls = []
+    recompute = window_ops.attention_recomputing_probabilities
+    monkeypatch.setattr(window_ops, "attention_recomputing_probabilities", lambda *a: calls.append(1) or recompute(*a))
+    model, x = _classifier(), _clip((2, 8, 24, 24), 9)
+    model(x, training=True)
+    assert calls == []  # a few kB of probabilities per block: kept
+    monkeypatch.setattr(WindowAttention3D, "RECOMPUTE_PROBABILITIES_ABOVE_BYTES", 0)
+    model(x, training=False)
+    assert calls == []
+    model(x, training=True)
+    assert len(calls) == sum(SMALL_ARCH["depths"])
+    dropout = VideoSwinClassifier(VideoSwinBackbone(**{**SMALL_ARCH, "attn_dropout": 0.1}), num_classes=5)
+    calls.clear()
+    dropout(x, training=True)
+    assert calls == []  # the probabilities' dropout mask would have to be kept or replayed: plain path
+    # Swin-T at batch 2 x 16x224x224: stage 1's probabilities (236 MB per block) are recomputed, stage 2's
+    # (118 MB) kept, at the default threshold.
+    monkeypatch.undo()
+    layer = WindowAttention3D(96, 3)
+    assert layer._recomputes_probabilities(tf.zeros((2 * 64, 3, 392, 1)))
+    assert not layer._recomputes_probabilities(tf.zeros((2 * 16, 6, 392, 1)))

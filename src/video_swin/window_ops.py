@@ -320,3 +320,74 @@ def gelu_dense_lean(x, kernel, bias):
         return d_hidden * (cdf + x * pdf), d_kernel, d_bias
 
     return ops.matmul(gelu_erf(x), kernel) + bias, grad
+
+
+def attention_probabilities(q, k, bias, mask=None):
+    """softmax(q kT + bias + mask) over the last axis, in float32.
+
+    q, k (windows, heads, n, d), q already scaled; bias (heads, n, n); mask (nW, n, n) or None, repeating
+    over the batch (windows = batch * nW, batch outermost) -> (windows, heads, n, n). Bias, mask and softmax
+    stay in float32 under mixed precision: -100 and the bias would lose precision (or overflow after
+    accumulation) in float16.
+    """
+    heads, n = ops.shape(q)[1], ops.shape(q)[2]
+    scores = ops.cast(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), "float32") + bias[None]
+    if mask is not None:
+        num_windows = ops.shape(mask)[0]
+        scores = ops.reshape(scores, (-1, num_windows, heads, n, n)) + mask[None, :, None]
+        scores = ops.reshape(scores, (-1, heads, n, n))
+    if is_static(n) and n == 1:
+        return ops.ones_like(scores)  # a one-token window attends to itself; skips Keras' size-1 warning
+    return ops.softmax(scores, axis=-1)
+
+
+def attention_recomputing_probabilities(q, k, v, bias, mask=None):
+    """attention_probabilities(q, k, bias, mask) @ v, keeping q, k, v for the backward pass and recomputing
+    the probabilities there instead of keeping them, as flash attention does.
+
+    The probabilities are the largest tensors of a training step (heads x n x n per window: ~1.1 GB for
+    Swin-T at batch 2 x 16x224x224, 0.47 GB of it in stage 1). Recomputing costs one more q kT and softmax
+    in the backward pass. q, k, v (windows, heads, n, d) -> (windows, heads, n, d). No attention dropout.
+    """
+    if mask is None:
+        return _attend_recomputing(q, k, v, bias)
+    return _attend_recomputing_masked(q, k, v, bias, mask)
+
+
+def _attention_backward(q, k, v, bias, mask, upstream):
+    # q made to depend on the incoming gradient (adding 0 * one of its elements; XLA does not fold a
+    # float x * 0): otherwise XLA sees the forward's expression again, merges the two and keeps the
+    # forward's probabilities alive after all (measured: no memory saved). An optimisation barrier does
+    # not help, XLA:CPU removes it before merging. A NaN or inf in that element makes every gradient here
+    # NaN, which it would make most of them anyway.
+    q = q + ops.zeros((), q.dtype) * upstream[:1, :1, :1, :1]
+    probs = attention_probabilities(q, k, bias, mask)
+    p = ops.cast(probs, v.dtype)
+    d_v = ops.matmul(ops.transpose(p, (0, 1, 3, 2)), upstream)
+    d_probs = ops.cast(ops.matmul(upstream, ops.transpose(v, (0, 1, 3, 2))), "float32")
+    d_scores = probs * (d_probs - ops.sum(d_probs * probs, axis=-1, keepdims=True))
+    d_bias = ops.sum(d_scores, axis=0)
+    d_scores = ops.cast(d_scores, q.dtype)
+    d_q = ops.matmul(d_scores, k)
+    d_k = ops.matmul(ops.transpose(d_scores, (0, 1, 3, 2)), q)
+    return d_q, d_k, d_v, ops.cast(d_bias, bias.dtype)
+
+
+@ops.custom_gradient
+def _attend_recomputing(q, k, v, bias):
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        return _attention_backward(q, k, v, bias, None, upstream)
+
+    return ops.matmul(ops.cast(attention_probabilities(q, k, bias), v.dtype), v), grad
+
+
+@ops.custom_gradient
+def _attend_recomputing_masked(q, k, v, bias, mask):
+    def grad(*args, upstream=None):
+        if upstream is None:
+            (upstream,) = args
+        return (*_attention_backward(q, k, v, bias, mask, upstream), ops.zeros_like(mask))
+
+    return ops.matmul(ops.cast(attention_probabilities(q, k, bias, mask), v.dtype), v), grad
