@@ -316,13 +316,14 @@ class WindowAttention3D(keras.layers.Layer):
     # backward pass instead of kept from the forward pass (`window_ops.attention_recomputing_probabilities`)
     # where they take more than this for the whole batch: for Swin-T at batch 2 x 16x224x224 in stage 1
     # (236 MB per block), not from stage 2 on (118 MB). Measured on that step: peak memory 4353 -> 3940 MiB
-    # at no measurable cost in time; recomputing in every block gave 3681 MiB and took ~2 % longer.
+    # at no measurable cost in time; recomputing in every block gave 3681 MiB but cost time (1.02 and
+    # 1.08 x in two measurements; benchmarks/RESULTS.md).
     RECOMPUTE_PROBABILITIES_ABOVE_BYTES = 128 * 2**20
 
     def _recomputes_probabilities(self, q):
         windows, heads, n, _ = ops.shape(q)
         if not window_ops.is_static(windows, n):
-            return True  # a graph for any batch and size: large inputs are what it must not run out on
+            return True  # a graph for any batch or size: sized for the large inputs it may get
         return 4 * int(windows) * int(heads) * int(n) ** 2 > self.RECOMPUTE_PROBABILITIES_ABOVE_BYTES
 
     def _fused(self, qkv, training):

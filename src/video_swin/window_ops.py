@@ -357,9 +357,9 @@ def attention_recomputing_probabilities(q, k, v, bias, mask=None):
 def _attention_backward(q, k, v, bias, mask, upstream):
     # q made to depend on the incoming gradient (adding 0 * one of its elements; XLA does not fold a
     # float x * 0): otherwise XLA sees the forward's expression again, merges the two and keeps the
-    # forward's probabilities alive after all (measured: no memory saved). An optimisation barrier does
-    # not help, XLA:CPU removes it before merging. A NaN or inf in that element makes every gradient here
-    # NaN, which it would make most of them anyway.
+    # forward's probabilities alive after all (measured: no memory saved). An optimisation barrier did
+    # not help: XLA:CPU's optimized HLO had neither the barriers nor the recomputation. A NaN or inf in
+    # that element makes every gradient here NaN, which it would make most of them anyway.
     q = q + ops.zeros((), q.dtype) * upstream[:1, :1, :1, :1]
     probs = attention_probabilities(q, k, bias, mask)
     p = ops.cast(probs, v.dtype)
