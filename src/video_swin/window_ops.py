@@ -269,6 +269,12 @@ def gelu_erf(x):
     return 0.5 * x * (1.0 + ops.erf(x * np.float32(1.0 / np.sqrt(2.0)).item()))
 
 
+def _incoming_gradient(args, upstream):
+    """The gradient arriving at an `ops.custom_gradient` function's backward: TensorFlow and JAX pass it as
+    the only positional argument, PyTorch as `upstream=` after the forward's inputs."""
+    return args[0] if upstream is None else upstream
+
+
 @ops.custom_gradient
 def gelu_erf_lean(x):
     """`gelu_erf` with its derivative written out, Phi(x) + x * phi(x), recomputed from x alone.
@@ -280,8 +286,7 @@ def gelu_erf_lean(x):
     """
 
     def grad(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
+        upstream = _incoming_gradient(args, upstream)
         cdf, pdf = _gelu_derivative_terms(x)
         return upstream * (cdf + x * pdf)
 
@@ -310,8 +315,7 @@ def gelu_dense_lean(x, kernel, bias):
     """
 
     def grad(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
+        upstream = _incoming_gradient(args, upstream)
         cdf, pdf = _gelu_derivative_terms(x)
         hidden = x * cdf
         d_kernel = ops.matmul(ops.transpose(hidden), upstream)
@@ -349,9 +353,7 @@ def attention_recomputing_probabilities(q, k, v, bias, mask=None):
     Swin-T at batch 2 x 16x224x224, 0.47 GB of it in stage 1). Recomputing costs one more q kT and softmax
     in the backward pass. q, k, v (windows, heads, n, d) -> (windows, heads, n, d). No attention dropout.
     """
-    if mask is None:
-        return _attend_recomputing(q, k, v, bias)
-    return _attend_recomputing_masked(q, k, v, bias, mask)
+    return _attend_recomputing(q, k, v, bias, *([] if mask is None else [mask]))
 
 
 def _attention_backward(q, k, v, bias, mask, upstream):
@@ -374,20 +376,13 @@ def _attention_backward(q, k, v, bias, mask, upstream):
 
 
 @ops.custom_gradient
-def _attend_recomputing(q, k, v, bias):
+def _attend_recomputing(q, k, v, bias, *mask):
+    """`attention_recomputing_probabilities`, the mask (if any) as the last input. A custom gradient gives
+    one gradient per input: the mask's are zeros, which XLA and TF graphs drop as unused."""
+    probs_mask = mask[0] if mask else None
+
     def grad(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
-        return _attention_backward(q, k, v, bias, None, upstream)
+        upstream = _incoming_gradient(args, upstream)
+        return (*_attention_backward(q, k, v, bias, probs_mask, upstream), *(ops.zeros_like(m) for m in mask))
 
-    return ops.matmul(ops.cast(attention_probabilities(q, k, bias), v.dtype), v), grad
-
-
-@ops.custom_gradient
-def _attend_recomputing_masked(q, k, v, bias, mask):
-    def grad(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
-        return (*_attention_backward(q, k, v, bias, mask, upstream), ops.zeros_like(mask))
-
-    return ops.matmul(ops.cast(attention_probabilities(q, k, bias, mask), v.dtype), v), grad
+    return ops.matmul(ops.cast(attention_probabilities(q, k, bias, probs_mask), v.dtype), v), grad
