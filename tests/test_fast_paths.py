@@ -353,3 +353,80 @@ def test_probabilities_are_recomputed_only_in_training_where_they_are_large(monk
     layer = WindowAttention3D(96, 3)
     assert layer._recomputes_probabilities(tf.zeros((2 * 64, 3, 392, 1)))
     assert not layer._recomputes_probabilities(tf.zeros((2 * 16, 6, 392, 1)))
+
+
+def _bounded_attention(q, k, v, bias):
+    return window_ops.attention_with_bounded_offsets(q, k, v, bias, ops.min(bias, axis=(1, 2)), ops.max(bias, axis=(1, 2)))
+
+
+def _attention_in_float64(q, k, v, bias):
+    q, k, v, bias = (np.asarray(t, "float64") for t in (q, k, v, bias))
+    scores = q @ k.transpose(0, 1, 3, 2) + bias
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    return (probs / probs.sum(-1, keepdims=True)) @ v
+
+
+def _wide_bias_inputs():
+    """Token 0 of window 0, head 0 scores 30 with token 5 before the bias, whose bias there is -60; elsewhere
+    scores are within a few units of 0, and the bias is 0 but for one +60."""
+    q, k, v, _, _, _ = _attention_inputs("float32", masked=False)
+    q, k = (np.array(t) * 0.1 for t in (q, k))
+    q[0, 0, 0], k[0, 0, 5] = np.eye(8)[0] * 10.0, np.eye(8)[0] * 3.0
+    bias = np.zeros((3, 12, 12), "float32")
+    bias[0, 0, 5], bias[0, 1, 1] = -60.0, 60.0
+    return tf.constant(q), tf.constant(k), v, tf.constant(bias)
+
+
+@pytest.mark.parametrize("inputs", ["several units", "wider than the gap"])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_attention_with_bounded_offsets_equals_the_plain_path(inputs, jit_compile):
+    """Against float64 at the parity tests' tolerance, as the plain path is (their float32 roundings differ by
+    ~2e-6 at these scales; each is ~2e-6 from float64). Scores spread over tens and a bias of several units
+    (the offsets lie units above the row maxima); and a bias spanning 120 > OFFSET_GAP, where the raw row
+    maximum plus the bias maximum would put row 0's offset 90 above its maximum and every term would
+    underflow to 0."""
+    if inputs == "several units":
+        q, k, v, bias, _, _ = _attention_inputs("float32", masked=False)
+        q, bias = q * 3.0, bias * 4.0
+    else:
+        q, k, v, bias = _wide_bias_inputs()
+    truth = _attention_in_float64(q, k, v, bias)
+    for fn in (lambda *a: _plain_attention(*a, None), _bounded_attention):
+        got = np.asarray((tf.function(fn, jit_compile=True) if jit_compile else fn)(q, k, v, bias))
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, truth, rtol=1e-5, atol=1e-5)
+
+
+def test_bounded_offsets_only_for_unmasked_windows_in_float32_inference_compiled_for_the_cpu(monkeypatch):
+    unmasked, bounded = [], []
+    attend, bounds = WindowAttention3D._attend, WindowAttention3D._bounds_offsets
+    def spy(self, q, k, v, bias, mask=None, training=None):
+        unmasked.append(mask is None)
+        return attend(self, q, k, v, bias, mask, training)
+
+    monkeypatch.setattr(WindowAttention3D, "_attend", spy)
+    monkeypatch.setattr(WindowAttention3D, "_bounds_offsets", lambda self, q: bounds(self, q) and not bounded.append(1))
+    model, x = _classifier(), _clip((2, 8, 24, 24), 9)
+    model(x)
+    model(x, training=True)
+    tf.function(lambda v: model(v, training=True))(x)
+    spec = tf.TensorSpec((None, 8, 24, 24, 3), tf.float32)  # an exported graph: dynamic batch
+    tf.function(lambda v: model(v, training=False), input_signature=[spec]).get_concrete_function()
+    assert bounded == []
+    for run in (tf.function(lambda v: model(v, training=False)), model.predict_on_batch):
+        unmasked.clear()
+        run(x)
+        # Stage 1 (4 x 6 x 6 tokens, window 4 x 3 x 3) shifts in space; stage 2 (4 x 3 x 3) does not.
+        assert unmasked == [True, False, True, True]
+        assert len(bounded) == 3
+        bounded.clear()
+    monkeypatch.setattr(WindowAttention3D, "bounded_offsets", False)
+    tf.function(lambda v: model(v, training=False))(x)
+    assert bounded == []
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        half = _classifier()
+        tf.function(lambda v: half(v, training=False))(x)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert bounded == []

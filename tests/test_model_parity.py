@@ -1,11 +1,14 @@
 """End to end against torchvision swin3d_*: random weights saved in both layouts, converted by our
 converter (no torch on that path), compared in float32 eval mode with rtol = atol = 1e-5."""
 
+import re
+
 import numpy as np
 import pytest
 
 from tests import reference
 from video_swin import convert, presets
+from video_swin.layers import WindowAttention3D
 from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
 
 RTOL = ATOL = 1e-5
@@ -62,6 +65,33 @@ def test_all_layouts_convert_to_the_same_weights(converted):
     for name, model in models.items():
         for a, b in zip(first, [v.numpy() for v in model.weights]):
             np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_tiny_predict_as_compiled_for_the_cpu_against_torchvision(converted, tiny_reference, monkeypatch):
+    """`predict_on_batch` as users get it on a CPU (XLA; stages 1-2 at 224x224 attend in groups of windows;
+    the softmax of unmasked windows with bounded offsets, `window_ops.attention_with_bounded_offsets`), not
+    the eager path the other tests run."""
+    bounded_in = set()
+    bounds = WindowAttention3D._bounds_offsets
+    monkeypatch.setattr(
+        WindowAttention3D, "_bounds_offsets", lambda self, q: bounds(self, q) and not bounded_in.add(self.path)
+    )
+    model = presets.from_preset(converted["torchvision_pth"])
+    for i, shape in enumerate([(1, 16, 224, 224), (1, 20, 112, 96)]):  # the benchmark's input; temporal shift
+        x = _channels_last_input(shape, 20 + i)
+        np.testing.assert_allclose(
+            model.predict_on_batch(x), reference.run_reference(tiny_reference, x), rtol=RTOL, atol=ATOL,
+            err_msg=f"logits at {shape}",
+        )
+    np.testing.assert_allclose(
+        model.backbone.predict_on_batch(x), reference.run_reference(tiny_reference, x, features=True),
+        rtol=RTOL, atol=ATOL, err_msg=f"features at {shape}",
+    )
+    # Every unshifted (even) block's, and stage 4's shifted block at 16x224x224 (8 x 7 x 7 tokens: no shift).
+    attention_layers = {layer.path for layer in model._flatten_layers() if isinstance(layer, WindowAttention3D)}
+    assert len(attention_layers) == sum(model.backbone.depths)
+    unshifted = {path for path in attention_layers if int(re.search(r"blocks_(\d+)", path).group(1)) % 2 == 0}
+    assert bounded_in == unshifted | {"layers_3/blocks_1/attn"}
 
 
 @pytest.mark.parametrize(

@@ -308,6 +308,10 @@ class WindowAttention3D(keras.layers.Layer):
         (nW, n, n) repeats over the batch (windows = batch * nW, batch outermost)."""
         if training and self.attn_dropout_rate == 0.0 and self._recomputes_probabilities(q):
             return window_ops.attention_recomputing_probabilities(q, k, v, bias, mask)
+        if not training and mask is None and self._bounds_offsets(q):
+            table = ops.cast(self.relative_position_bias_table, "float32")  # every bias value is in the table
+            bias_min, bias_max = ops.min(table, axis=0), ops.max(table, axis=0)
+            return window_ops.attention_with_bounded_offsets(q, k, v, bias, bias_min, bias_max)
         attn = window_ops.attention_probabilities(q, k, bias, mask)
         attn = self.attn_dropout(ops.cast(attn, v.dtype), training=training)
         return ops.matmul(attn, v)
@@ -325,6 +329,21 @@ class WindowAttention3D(keras.layers.Layer):
         if not window_ops.is_static(windows, n):
             return True  # a graph for any batch or size: sized for the large inputs it may get
         return 4 * int(windows) * int(heads) * int(n) ** 2 > self.RECOMPUTE_PROBABILITIES_ABOVE_BYTES
+
+    # Inference without the softmax's row-maximum pass (`window_ops.attention_with_bounded_offsets`) where it
+    # pays: "auto" takes it for unmasked windows in float32 in compiled graphs with static shapes on the CPU,
+    # where XLA runs the softmax as separate passes over the scores (Swin-T 16x224x224: 0.94 x the time, in
+    # CPU 0.93 x, benchmarks/RESULTS.md); exported graphs (dynamic batch) stay on the plain path. Masked
+    # windows too, with a second bound (the token's own score) and a fallback to the plain path for rows
+    # that would overflow, measured no faster than unmasked windows alone and compiled ~3 s longer. False
+    # never takes it (benchmarks compare both).
+    bounded_offsets = "auto"
+
+    def _bounds_offsets(self, q):
+        if self.bounded_offsets is False or keras.backend.standardize_dtype(q.dtype) != "float32":
+            return False
+        windows, _, n, _ = ops.shape(q)
+        return window_ops.is_static(windows, n) and window_ops.traced(q) and window_ops.runs_on_cpu()
 
     def _fused(self, qkv, training):
         if self.fused_attention is False or training:

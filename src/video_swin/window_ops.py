@@ -345,6 +345,33 @@ def attention_probabilities(q, k, bias, mask=None):
     return ops.softmax(scores, axis=-1)
 
 
+# How far above its largest score a row's offset may lie in `attention_with_bounded_offsets`: e^-60 leaves the
+# largest term 27 powers of e above float32's smallest normal number, so no term that counts in float32
+# underflows.
+OFFSET_GAP = 60.0
+
+
+def attention_with_bounded_offsets(q, k, v, bias, bias_min, bias_max):
+    """softmax(q kT + bias) v in float32, without the pass over the scores that finds each row's maximum.
+
+    softmax(x) = exp(x - c) / sum(exp(x - c)) for any offset c per row. The plain path takes c = max(x): one
+    more pass over the n x n scores, after the bias add, so the sum is written out once more as well. Here
+    c = max_j (q kT)_ij + min(bias_max, bias_min + OFFSET_GAP), with bias_min and bias_max (heads,) bounding
+    the bias from below and above: the raw product's row maximum, so the bias add fuses with the exponential.
+    Where a head's bias spans at most OFFSET_GAP, c lies between the row's maximum and OFFSET_GAP above it: no
+    term overflows and the largest does not underflow. A wider bias keeps c at most OFFSET_GAP above the
+    maximum; a term then overflows only where the bias spans more than OFFSET_GAP + 88. The sums divide the
+    n x d output instead of the n x n probabilities. No mask: a masked score far above every allowed one
+    would lift c far above the row's maximum. q, k, v float32 (windows, heads, n, d), q already scaled; bias
+    (heads, n, n) -> (windows, heads, n, d).
+    """
+    raw = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
+    bias_bound = ops.minimum(bias_max, bias_min + OFFSET_GAP)
+    offset = ops.max(raw, axis=-1, keepdims=True) + bias_bound[None, :, None, None]
+    exponentials = ops.exp(raw + bias[None] - offset)
+    return ops.matmul(exponentials, v) / ops.sum(exponentials, axis=-1, keepdims=True)
+
+
 def attention_recomputing_probabilities(q, k, v, bias, mask=None):
     """attention_probabilities(q, k, bias, mask) @ v, keeping q, k, v for the backward pass and recomputing
     the probabilities there instead of keeping them, as flash attention does.
