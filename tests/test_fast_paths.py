@@ -356,7 +356,8 @@ def test_probabilities_are_recomputed_only_in_training_where_they_are_large(monk
 
 
 def _bounded_attention(q, k, v, bias):
-    return window_ops.attention_with_bounded_offsets(q, k, v, bias, ops.min(bias, axis=(1, 2)), ops.max(bias, axis=(1, 2)))
+    bias_min, bias_max = ops.min(bias, axis=(1, 2)), ops.max(bias, axis=(1, 2))
+    return window_ops.attention_with_bounded_offsets(q, k, v, bias, bias_min, bias_max)
 
 
 def _attention_in_float64(q, k, v, bias):
@@ -400,6 +401,7 @@ def test_attention_with_bounded_offsets_equals_the_plain_path(inputs, jit_compil
 def test_bounded_offsets_only_for_unmasked_windows_in_float32_inference_compiled_for_the_cpu(monkeypatch):
     unmasked, bounded = [], []
     attend, bounds = WindowAttention3D._attend, WindowAttention3D._bounds_offsets
+
     def spy(self, q, k, v, bias, mask=None, training=None):
         unmasked.append(mask is None)
         return attend(self, q, k, v, bias, mask, training)

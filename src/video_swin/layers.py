@@ -332,11 +332,11 @@ class WindowAttention3D(keras.layers.Layer):
 
     # Inference without the softmax's row-maximum pass (`window_ops.attention_with_bounded_offsets`) where it
     # pays: "auto" takes it for unmasked windows in float32 in compiled graphs with static shapes on the CPU,
-    # where XLA runs the softmax as separate passes over the scores (Swin-T 16x224x224: 0.94 x the time, in
-    # CPU 0.93 x, benchmarks/RESULTS.md); exported graphs (dynamic batch) stay on the plain path. Masked
-    # windows too, with a second bound (the token's own score) and a fallback to the plain path for rows
-    # that would overflow, measured no faster than unmasked windows alone and compiled ~3 s longer. False
-    # never takes it (benchmarks compare both).
+    # where XLA runs the softmax as separate passes over the scores (Swin-T 16x224x224: 0.94-0.96 x the
+    # time in two same-process measurements, benchmarks/RESULTS.md); exported graphs (dynamic batch) stay
+    # on the plain path. Masked windows too, with a second bound (the token's own score) and a fallback to
+    # the plain path for rows that would overflow, measured no faster than unmasked windows alone and
+    # compiled ~3 s longer. False never takes it (benchmarks compare both).
     bounded_offsets = "auto"
 
     def _bounds_offsets(self, q):

@@ -360,7 +360,8 @@ def attention_with_bounded_offsets(q, k, v, bias, bias_min, bias_max):
     the bias from below and above: the raw product's row maximum, so the bias add fuses with the exponential.
     Where a head's bias spans at most OFFSET_GAP, c lies between the row's maximum and OFFSET_GAP above it: no
     term overflows and the largest does not underflow. A wider bias keeps c at most OFFSET_GAP above the
-    maximum; a term then overflows only where the bias spans more than OFFSET_GAP + 88. The sums divide the
+    maximum; the sums can then overflow only where the bias spans more than OFFSET_GAP + 82 (float32's
+    exponent range, less log n for n = 392). The sums divide the
     n x d output instead of the n x n probabilities. No mask: a masked score far above every allowed one
     would lift c far above the row's maximum. q, k, v float32 (windows, heads, n, d), q already scaled; bias
     (heads, n, n) -> (windows, heads, n, d).
