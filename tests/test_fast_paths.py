@@ -380,7 +380,7 @@ def _wide_bias_inputs():
 
 @pytest.mark.parametrize("inputs", ["several units", "wider than the gap"])
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_attention_with_bounded_offsets_equals_the_plain_path(inputs, jit_compile):
+def test_attention_with_bounded_offsets_is_as_close_to_float64_as_the_plain_path(inputs, jit_compile):
     """Against float64 at the parity tests' tolerance, as the plain path is (their float32 roundings differ by
     ~2e-6 at these scales; each is ~2e-6 from float64). Scores spread over tens and a bias of several units
     (the offsets lie units above the row maxima); and a bias spanning 120 > OFFSET_GAP, where the raw row

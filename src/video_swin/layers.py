@@ -343,7 +343,7 @@ class WindowAttention3D(keras.layers.Layer):
         if self.bounded_offsets is False or keras.backend.standardize_dtype(q.dtype) != "float32":
             return False
         windows, _, n, _ = ops.shape(q)
-        return window_ops.is_static(windows, n) and window_ops.traced(q) and window_ops.runs_on_cpu()
+        return window_ops.static_cpu_graph(q, windows, n)
 
     def _fused(self, qkv, training):
         if self.fused_attention is False or training:
@@ -395,8 +395,7 @@ class WindowAttention3D(keras.layers.Layer):
         take the plain path; so do the exported graphs (SavedModel, TFLite, ONNX), which keep the batch
         dynamic and loop-free. Both paths compute the same numbers.
         """
-        static = window_ops.is_static(n, num_windows, ops.shape(x)[0])
-        if training or not static or not window_ops.traced(x) or not window_ops.runs_on_cpu():
+        if training or not window_ops.static_cpu_graph(x, n, num_windows, ops.shape(x)[0]):
             return None  # on a GPU a loop over window groups would serialise what should run in parallel
         per_window = 4 * self.num_heads * int(n) ** 2
         if per_window * int(num_windows) <= self.GROUPING_ABOVE_BYTES:

@@ -57,6 +57,13 @@ def runs_on_cpu() -> bool:
     return True
 
 
+def static_cpu_graph(x, *sizes) -> bool:
+    """Whether `x` is traced into a compiled graph for the CPU with every size in `sizes` static: where the
+    CPU-only paths of `layers.WindowAttention3D` (window groups, bounded softmax offsets) pay, and never in an
+    exported graph, whose batch stays dynamic."""
+    return is_static(*sizes) and traced(x) and runs_on_cpu()
+
+
 def minimum(a, b):
     if is_static(a, b):
         return min(int(a), int(b))
@@ -361,9 +368,9 @@ def attention_with_bounded_offsets(q, k, v, bias, bias_min, bias_max):
     Where a head's bias spans at most OFFSET_GAP, c lies between the row's maximum and OFFSET_GAP above it: no
     term overflows and the largest does not underflow. A wider bias keeps c at most OFFSET_GAP above the
     maximum; the sums can then overflow only where the bias spans more than OFFSET_GAP + 82 (float32's
-    exponent range, less log n for n = 392). The sums divide the
-    n x d output instead of the n x n probabilities. No mask: a masked score far above every allowed one
-    would lift c far above the row's maximum. q, k, v float32 (windows, heads, n, d), q already scaled; bias
+    exponent range, less log n for n = 392). The sums divide the n x d output instead of the n x n
+    probabilities. No mask: a masked score far above every allowed one would lift c far above the row's
+    maximum. q, k, v float32 (windows, heads, n, d), q already scaled; bias
     (heads, n, n) -> (windows, heads, n, d).
     """
     raw = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
