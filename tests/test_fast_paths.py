@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -87,12 +88,75 @@ def test_predict_is_compiled_by_xla_and_equals_eager():
         np.testing.assert_allclose(model.predict_on_batch(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
     assert model._inference_uses_xla()
     x = _clip((1, 4, 16, 16), 3)
-    assert "HloModule" in model._xla_forward_holder.fn.experimental_get_compiler_ir(x)(stage="hlo")
+    assert "HloModule" in model._xla_functions()[0].experimental_get_compiler_ir(x)(stage="hlo")
     assert model.jit_compile is False  # not compiled: Keras resolves "auto" to False on a CPU-only host
     model.inference_jit_compile = False
     model.predict_function = None
     assert not model._inference_uses_xla()
     np.testing.assert_allclose(model.predict_on_batch(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("background_difference", [False, True])
+def test_the_compiled_stages_chain_to_the_backbone(background_difference):
+    backbone = VideoSwinBackbone(**SMALL_ARCH, background_difference=background_difference)
+    x = _clip((1, 6, 20, 18), 12)
+    assert len(backbone._xla_functions()) == len(SMALL_ARCH["depths"])
+    np.testing.assert_allclose(backbone.predict_on_batch(x), np.asarray(backbone(x)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="uint8"):
+        backbone.predict_on_batch(x.astype("uint8"))
+
+
+class _RecordedFunction:
+    """A compiled stage that records when it is traced and run, and on which thread."""
+
+    def __init__(self, fn, index, events, run=None):
+        self.fn, self.index, self.events, self.run = fn, index, events, run
+
+    def get_concrete_function(self, *args):
+        self.events.append(("trace", self.index, threading.current_thread() is threading.main_thread()))
+        return self.fn.get_concrete_function(*args)
+
+    def __call__(self, x):
+        if self.run is not None:
+            self.run()
+        self.events.append(("run", self.index, threading.current_thread() is threading.main_thread()))
+        return self.fn(x)
+
+    def experimental_get_tracing_count(self):
+        return self.fn.experimental_get_tracing_count()
+
+
+def test_a_new_shape_traces_each_stage_while_the_one_before_compiles_and_runs():
+    model = _classifier()
+    fns = model._xla_functions()
+    next_traced = threading.Event()
+    events = []
+    # The first stage's run waits for the second stage's trace to begin: without tracing ahead it
+    # would wait out the timeout and run after it.
+    first = _RecordedFunction(fns[0], 0, events, run=lambda: next_traced.wait(timeout=30))
+    second = _RecordedFunction(fns[1], 1, events)
+    second.get_concrete_function = lambda *a: (next_traced.set(), _RecordedFunction.get_concrete_function(second, *a))[1]
+    model._xla_forward_holder.fns = [first, second]
+    x = _clip((1, 6, 20, 18), 13)
+    np.testing.assert_allclose(model.predict_on_batch(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    runs = [e for e in events if e[0] == "run"]
+    assert runs == [("run", 0, False), ("run", 1, False)]  # on the worker thread, in order
+    assert events.index(("trace", 1, True)) < events.index(("run", 0, False))
+    events.clear()
+    model.predict_on_batch(x)  # a traced shape: the stages run in turn on the caller's thread
+    assert [e for e in events if e[0] == "run"] == [("run", 0, True), ("run", 1, True)]
+
+
+def test_a_failing_stage_fails_the_call():
+    model = _classifier()
+    fns = model._xla_functions()
+
+    def fail():
+        raise RuntimeError("stage failed")
+
+    model._xla_forward_holder.fns = [fns[0], _RecordedFunction(fns[1], 1, [], run=fail)]
+    with pytest.raises(RuntimeError, match="stage failed"):
+        model.predict_on_batch(_clip((1, 6, 20, 18), 14))
 
 
 def test_memory_minimising_xla_schedule_is_added_once_and_a_users_setting_is_kept(monkeypatch):
@@ -163,7 +227,7 @@ def test_compile_defaults_to_xla_on_tensorflow_and_keeps_explicit_choices(monkey
     # A compiled model still predicts through its own XLA forward pass (not Keras' predict function).
     x = _clip((1, 4, 12, 12), 5)
     np.testing.assert_allclose(model.predict_on_batch(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
-    assert model._xla_trace_count() == 1
+    assert [fn.experimental_get_tracing_count() for fn in model._xla_functions()] == [1, 1]  # one per stage
 
 
 def test_training_releases_the_freed_heap_after_the_first_step(monkeypatch):

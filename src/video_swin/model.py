@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import ctypes
 import inspect
@@ -67,12 +68,47 @@ def release_freed_heap():
         pass
 
 
+def _chain(layers, check=False):
+    """x -> the layers applied in turn, for inference (after `check_pixels` if check)."""
+
+    def forward(x):
+        if check:
+            check_pixels(x)
+        for layer in layers:
+            x = layer(x, training=False)
+        return x
+
+    return forward
+
+
 class _FunctionHolder:
-    """Keeps a compiled function off Keras' and TensorFlow's attribute tracking (a `tf.function` found
+    """Keeps compiled functions off Keras' and TensorFlow's attribute tracking (a `tf.function` found
     on a model would otherwise become part of its SavedModel)."""
 
-    def __init__(self, fn):
-        self.fn = fn
+    def __init__(self, fns):
+        self.fns = fns
+
+
+def _trace_ahead_of_compiling(fns, x):
+    """Runs a chain of compiled functions on x for an input shape they have not seen, tracing each
+    function on this thread while a worker thread compiles and runs the one before it.
+
+    Tracing is Python, on one core; XLA's compiler and the run release the GIL. On Swin-T at 16x224x224
+    (2 cores) the first call took 10.3-10.8 s as one function and 9.0-9.1 s as one function per stage
+    traced ahead (benchmarks/RESULTS.md). The functions' outputs are single tensors.
+    """
+    import tensorflow as tf
+
+    def run(fn, previous):
+        return fn(x if previous is None else previous.result())
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="xla-compile") as worker:
+        spec, output = tf.TensorSpec.from_tensor(x), None
+        for fn in fns:
+            traced = fn.get_concrete_function(spec)
+            spec = tf.TensorSpec.from_tensor(traced.structured_outputs)
+            output = worker.submit(run, fn, output)
+        return output.result()
 
 
 class XlaInference:
@@ -81,8 +117,9 @@ class XlaInference:
 
     Keras resolves `jit_compile="auto"` to False on CPU-only hosts, but for this model XLA is the faster
     inference path on CPU as well (benchmarks/RESULTS.md: about a quarter less CPU time per clip than
-    the plain TensorFlow graph), so `predict_step` calls the model through a `jit_compile=True` function.
-    `model.inference_jit_compile = False` turns this off; `model(x)` stays eager. For the same reason
+    the plain TensorFlow graph), so `predict_step` calls the model through `jit_compile=True` functions,
+    one per stage (`_inference_segments`): `predict_on_batch` traces a new input shape's next stage while
+    XLA compiles the one before. `model.inference_jit_compile = False` turns this off; `model(x)` stays eager. For the same reason
     `compile()` resolves its default `jit_compile="auto"` to XLA for training steps too (see `compile`).
     The first XLA function in a process also selects XLA's memory-minimising CPU schedule
     (`prefer_memory_minimising_xla_schedule`), and each new input shape's tracing and compilation are
@@ -152,7 +189,12 @@ class XlaInference:
             return getattr(self, "_distribute_strategy", None) is None
         return bool(self.inference_jit_compile)
 
-    def _xla_function(self):
+    def _inference_segments(self):
+        """The inference forward pass as a chain of functions, each compiled by XLA on its own (see
+        `predict_on_batch`). Models without stages run as one."""
+        return [lambda x: self(x, training=False)]
+
+    def _xla_functions(self):
         import tensorflow as tf
 
         holder = self.__dict__.get("_xla_forward_holder")
@@ -160,31 +202,31 @@ class XlaInference:
             prefer_memory_minimising_xla_schedule()
             # AutoGraph off: the forward pass has no tensor-dependent Python control flow, and converting
             # it would only add to the first call.
-            fn = tf.function(lambda v: self(v, training=False), jit_compile=True, autograph=False)
-            holder = _FunctionHolder(fn)
+            holder = _FunctionHolder(
+                [tf.function(segment, jit_compile=True, autograph=False) for segment in self._inference_segments()]
+            )
             object.__setattr__(self, "_xla_forward_holder", holder)
-        return holder.fn
+        return holder.fns
 
     def _xla_forward(self, x):
-        return self._xla_function()(x)
+        for fn in self._xla_functions():
+            x = fn(x)
+        return x
 
     def predict_on_batch(self, x):
         if not self._inference_uses_xla():
             return super().predict_on_batch(x)
         # Straight to the compiled forward pass: Keras' predict function would wrap it in a second traced
-        # function, which adds about a second and some memory to the first call. A new input shape is
-        # traced first and the heap released before XLA compiles it, which lowers the first call's peak.
+        # function, which adds about a second and some memory to the first call.
         import tensorflow as tf
 
         x = tf.convert_to_tensor(x)
-        fn, traces = self._xla_function(), self._xla_trace_count()
-        fn.get_concrete_function(x)
-        compiles = self._xla_trace_count() != traces
-        if compiles:
-            release_freed_heap()
-        out = fn(x).numpy()
-        if compiles:
-            release_freed_heap()
+        fns, traces = self._xla_functions(), self._xla_trace_count()
+        fns[0].get_concrete_function(x)
+        if self._xla_trace_count() == traces:
+            return self._xla_forward(x).numpy()
+        out = _trace_ahead_of_compiling(fns, x).numpy()
+        release_freed_heap()
         return out
 
     def predict(self, *args, **kwargs):
@@ -196,7 +238,7 @@ class XlaInference:
 
     def _xla_trace_count(self):
         holder = self.__dict__.get("_xla_forward_holder")
-        return None if holder is None else holder.fn.experimental_get_tracing_count()
+        return None if holder is None else sum(fn.experimental_get_tracing_count() for fn in holder.fns)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -269,6 +311,15 @@ class VideoSwinBackbone(XlaInference, keras.Model):
         check_pixels(x)
         return super().__call__(x, *args, **kwargs)
 
+    def _inference_segments(self):
+        """One function per stage: the first begins with the patch embedding, the last ends with the final
+        norm (each compiled by XLA on its own; see `predict_on_batch`)."""
+        stages = [[self.get_layer(f"layers_{i}")] for i in range(len(self.depths))]
+        entry = [self.get_layer("background_difference")] if self.background_difference else []
+        stages[0][:0] = entry + [self.get_layer("patch_embed"), self.get_layer("pos_drop")]
+        stages[-1].append(self.get_layer("norm"))
+        return [_chain(layers, check=i == 0) for i, layers in enumerate(stages)]
+
     @property
     def num_features(self):
         return self.embed_dim * 2 ** (len(self.depths) - 1)
@@ -320,6 +371,16 @@ class VideoSwinClassifier(XlaInference, keras.Model):
     def __call__(self, x, *args, **kwargs):
         check_pixels(x)
         return super().__call__(x, *args, **kwargs)
+
+    def _inference_segments(self):
+        """The backbone's segments, the last followed by the pooling and the head."""
+        if not isinstance(self.backbone, VideoSwinBackbone):
+            return super()._inference_segments()
+        segments = self.backbone._inference_segments()
+        head = _chain([self.get_layer("pool"), self.get_layer("head_dropout"), self.get_layer("head")])
+        last = segments[-1]
+        segments[-1] = lambda x: head(last(x))
+        return segments
 
     def get_config(self):
         return {
