@@ -190,6 +190,28 @@ def test_predict_compiles_with_the_memory_minimising_schedule(tmp_path):
     assert options and all("xla_cpu_enable_concurrency_optimized_scheduler: false" in o for o in options)
 
 
+@pytest.mark.parametrize("user_setting", [None, "false"])
+def test_importing_video_swin_selects_tensorflows_pooling_cpu_allocator_unless_the_user_chose(user_setting):
+    """In a fresh process: TensorFlow reports allocator statistics for the CPU only with its BFC allocator."""
+    code = textwrap.dedent(
+        """
+        import video_swin.model
+        import tensorflow as tf
+        tf.zeros((4, 4))
+        try:
+            tf.config.experimental.get_memory_info("CPU:0")
+            print("pooled")
+        except ValueError:
+            print("default")
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    if user_setting is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = user_setting
+    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, timeout=300)
+    assert done.stdout.split()[-1] == ("pooled" if user_setting is None else "default")
+
+
 def test_predict_releases_the_freed_heap_after_each_compilation(monkeypatch):
     release_freed_heap = model_module.release_freed_heap
     calls = []
