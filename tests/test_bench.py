@@ -45,3 +45,13 @@ def test_workers_are_launched_only_when_started(tmp_path):
 )
 def test_benchmark_counts_the_published_multiply_adds(variant, frames, expected_g):
     assert bench.multiply_adds(variant, frames, 224, 224) / 1e9 == pytest.approx(expected_g, rel=4e-3)
+
+
+def test_the_machine_description_names_the_memory_allocator_settings(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1073741824")
+    monkeypatch.setenv("TF_CPU_ALLOCATOR_USE_BFC", "true")
+    described = bench.machine_description()
+    assert described.endswith("; environment: MALLOC_MMAP_THRESHOLD_=1073741824, TF_CPU_ALLOCATOR_USE_BFC=true")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC")
+    assert "environment" not in bench.machine_description()

@@ -591,7 +591,15 @@ def machine_description():
     load = ""
     with contextlib.suppress(OSError):
         load = f", load average {Path('/proc/loadavg').read_text().split()[0]} at start"
-    return f"{cpu}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, Python {platform.python_version()}{load}"
+    # Memory-allocator settings move both sides' times (benchmarks/RESULTS.md), so a run names them.
+    allocator = ", ".join(
+        f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_") or k == "TF_CPU_ALLOCATOR_USE_BFC"
+    )
+    allocator = f"; environment: {allocator}" if allocator else ""
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, Python {platform.python_version()}{load}"
+        f"{allocator}"
+    )
 
 
 def run(args, say=print):
