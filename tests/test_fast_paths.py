@@ -107,18 +107,20 @@ def test_the_compiled_stages_chain_to_the_backbone(background_difference):
 
 
 class _RecordedFunction:
-    """A compiled stage that records when it is traced and run, and on which thread."""
+    """A compiled stage that records when it is traced and run, and on which thread; `on_trace` and
+    `before_run` are called first."""
 
-    def __init__(self, fn, index, events, run=None):
-        self.fn, self.index, self.events, self.run = fn, index, events, run
+    def __init__(self, fn, index, events, on_trace=None, before_run=None):
+        self.fn, self.index, self.events = fn, index, events
+        self.on_trace, self.before_run = on_trace or (lambda: None), before_run or (lambda: None)
 
     def get_concrete_function(self, *args):
+        self.on_trace()
         self.events.append(("trace", self.index, threading.current_thread() is threading.main_thread()))
         return self.fn.get_concrete_function(*args)
 
     def __call__(self, x):
-        if self.run is not None:
-            self.run()
+        self.before_run()
         self.events.append(("run", self.index, threading.current_thread() is threading.main_thread()))
         return self.fn(x)
 
@@ -133,10 +135,10 @@ def test_a_new_shape_traces_each_stage_while_the_one_before_compiles_and_runs():
     events = []
     # The first stage's run waits for the second stage's trace to begin: without tracing ahead it
     # would wait out the timeout and run after it.
-    first = _RecordedFunction(fns[0], 0, events, run=lambda: next_traced.wait(timeout=30))
-    second = _RecordedFunction(fns[1], 1, events)
-    second.get_concrete_function = lambda *a: (next_traced.set(), _RecordedFunction.get_concrete_function(second, *a))[1]
-    model._xla_forward_holder.fns = [first, second]
+    model._xla_forward_holder.fns = [
+        _RecordedFunction(fns[0], 0, events, before_run=lambda: next_traced.wait(timeout=30)),
+        _RecordedFunction(fns[1], 1, events, on_trace=next_traced.set),
+    ]
     x = _clip((1, 6, 20, 18), 13)
     np.testing.assert_allclose(model.predict_on_batch(x), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
     runs = [e for e in events if e[0] == "run"]
@@ -154,7 +156,7 @@ def test_a_failing_stage_fails_the_call():
     def fail():
         raise RuntimeError("stage failed")
 
-    model._xla_forward_holder.fns = [fns[0], _RecordedFunction(fns[1], 1, [], run=fail)]
+    model._xla_forward_holder.fns = [fns[0], _RecordedFunction(fns[1], 1, [], before_run=fail)]
     with pytest.raises(RuntimeError, match="stage failed"):
         model.predict_on_batch(_clip((1, 6, 20, 18), 14))
 
@@ -208,7 +210,9 @@ def test_importing_video_swin_selects_tensorflows_pooling_cpu_allocator_unless_t
     env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
     if user_setting is not None:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = user_setting
-    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.stdout.split()[-1] == ("pooled" if user_setting is None else "default")
 
 

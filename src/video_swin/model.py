@@ -119,9 +119,9 @@ class XlaInference:
     inference path on CPU as well (benchmarks/RESULTS.md: about a quarter less CPU time per clip than
     the plain TensorFlow graph), so `predict_step` calls the model through `jit_compile=True` functions,
     one per stage (`_inference_segments`): `predict_on_batch` traces a new input shape's next stage while
-    XLA compiles the one before. `model.inference_jit_compile = False` turns this off; `model(x)` stays eager. For the same reason
-    `compile()` resolves its default `jit_compile="auto"` to XLA for training steps too (see `compile`).
-    The first XLA function in a process also selects XLA's memory-minimising CPU schedule
+    XLA compiles the one before. `model.inference_jit_compile = False` turns this off; `model(x)` stays
+    eager. For the same reason `compile()` resolves its default `jit_compile="auto"` to XLA for training
+    steps too (see `compile`). The first XLA function in a process also selects XLA's memory-minimising CPU schedule
     (`prefer_memory_minimising_xla_schedule`), and each new input shape's tracing and compilation are
     followed by `release_freed_heap`.
     """
