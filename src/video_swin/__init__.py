@@ -9,8 +9,9 @@ import os
 
 # TensorFlow's default CPU allocator returns every large buffer to the OS when it is freed, so XLA's
 # buffers are mapped, page-faulted and zeroed afresh on every call: about 2.2 GiB of pages per training
-# step of Swin-T at batch 2 x 16x224x224 (1.7-2.3 s of system CPU time per step) and 74 MiB per inference
-# call. TensorFlow's BFC allocator keeps freed memory for reuse (benchmarks/RESULTS.md). TensorFlow picks
+# step of Swin-T at batch 2 x 16x224x224 (1.9-2.3 s of system CPU time per step) and 74 MiB (one compiled
+# function) to 233 MiB (one per stage, as `predict_on_batch` runs it) per inference call at batch 1.
+# TensorFlow's BFC allocator keeps freed memory for reuse (benchmarks/RESULTS.md). TensorFlow picks
 # its CPU allocator when it makes its first tensor, so this takes effect where video_swin is imported
 # before anything runs on TensorFlow; a user's own setting of the variable is kept.
 POOLED_CPU_ALLOCATOR = ("TF_CPU_ALLOCATOR_USE_BFC", "true")

@@ -370,8 +370,8 @@ def attention_with_bounded_offsets(q, k, v, bias, bias_min, bias_max):
     maximum; the sums can then overflow only where the bias spans more than OFFSET_GAP + 82 (float32's
     exponent range, less log n for n = 392). The sums divide the n x d output instead of the n x n
     probabilities. No mask: a masked score far above every allowed one would lift c far above the row's
-    maximum. q, k, v float32 (windows, heads, n, d), q already scaled; bias
-    (heads, n, n) -> (windows, heads, n, d).
+    maximum. q, k, v float32 (windows, heads, n, d), q already scaled; bias (heads, n, n) -> (windows,
+    heads, n, d).
     """
     raw = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2)))
     bias_bound = ops.minimum(bias_max, bias_min + OFFSET_GAP)
