@@ -53,29 +53,14 @@ def clip(shape, seed):
     return np.random.default_rng(seed).standard_normal(tuple(shape) + (3,)).astype("float32")
 
 
-def small_torchvision_reference(seed=4, num_classes=5):
-    """torchvision's SwinTransformer3d with a small custom architecture (two stages, window (4, 3, 3)), no
-    stochastic depth, every tensor randomised."""
-    from functools import partial
-
-    from torch import nn
-    from torchvision.models.video import swin_transformer as tv
-
-    module = tv.SwinTransformer3d(
-        patch_size=[2, 4, 4], embed_dim=24, depths=[2, 2], num_heads=[2, 4], window_size=[4, 3, 3],
-        stochastic_depth_prob=0.0, num_classes=num_classes, norm_layer=partial(nn.LayerNorm, eps=1e-5),
-    )
-    return reference.randomize_(module, seed).eval()
-
-
 def convert_small_preset(folder):
-    checkpoint = reference.save_checkpoints(small_torchvision_reference(), folder)["torchvision_safetensors"]
+    checkpoint = reference.save_checkpoints(reference.randomized_small_reference(), folder)["torchvision_safetensors"]
     return convert.convert_checkpoint(checkpoint, folder / "small_preset", drop_path_rate=0.0)
 
 
 @pytest.fixture(scope="module")
 def small_reference():
-    return small_torchvision_reference()
+    return reference.randomized_small_reference()
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +113,7 @@ def test_one_sgd_step_matches_torchvision(small_preset, probabilities, monkeypat
     monkeypatch.setattr(WindowAttention3D, "RECOMPUTE_PROBABILITIES_ABOVE_BYTES", threshold)
 
     lr = 0.1
-    ref = small_torchvision_reference()
+    ref = reference.randomized_small_reference()
     preset = presets.load_preset(small_preset)
     model = presets.model_from_config({**preset.config, "head_dropout": 0.0})  # deterministic training step
     model.load_weights(preset.path / presets.WEIGHTS_FILE)

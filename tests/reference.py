@@ -50,6 +50,19 @@ def randomized_reference(variant="tiny", seed=0, window_size=(8, 7, 7), num_clas
     return randomize_(build_reference(variant, window_size, num_classes), seed)
 
 
+SMALL_ARCHITECTURE = dict(embed_dim=24, depths=[2, 2], num_heads=[2, 4], window_size=[4, 3, 3])
+
+
+def randomized_small_reference(seed=4, num_classes=5):
+    """torchvision's SwinTransformer3d with a small custom architecture (two stages, window (4, 3, 3)), no
+    stochastic depth, every tensor randomised."""
+    module = tv.SwinTransformer3d(
+        patch_size=[2, 4, 4], stochastic_depth_prob=0.0, num_classes=num_classes,
+        norm_layer=partial(nn.LayerNorm, eps=1e-5), **SMALL_ARCHITECTURE,
+    )
+    return randomize_(module, seed).eval()
+
+
 def official_state_dict(module: nn.Module) -> dict:
     """torchvision names -> official mmaction2 names (checkpoints.md §2), written out independently of
     the converter's own mapping."""
