@@ -54,7 +54,8 @@ def clip(shape, seed):
 
 
 def convert_small_preset(folder):
-    checkpoint = reference.save_checkpoints(reference.randomized_small_reference(), folder)["torchvision_safetensors"]
+    paths = reference.save_checkpoints(reference.randomized_small_reference(), folder)
+    checkpoint = paths["torchvision_safetensors"]
     return convert.convert_checkpoint(checkpoint, folder / "small_preset", drop_path_rate=0.0)
 
 
