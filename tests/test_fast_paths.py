@@ -1,12 +1,14 @@
 """The performance paths compute what the plain path computes: cached static masks, attention over
 groups of windows in compiled graphs, and XLA in `predict`. (Benchmarks live in benchmarks/, not here.)"""
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -231,16 +233,23 @@ def test_importing_video_swin_selects_tensorflows_pooling_cpu_allocator_unless_t
     assert done.stdout.split()[-1] == ("pooled" if user_setting is None else "default")
 
 
-def test_predict_releases_the_freed_heap_after_each_compilation(monkeypatch):
-    release_freed_heap = model_module.release_freed_heap
+def _record_heap_releases(monkeypatch, period_s):
     calls = []
-    monkeypatch.setattr(model_module, "release_freed_heap", lambda: calls.append(1))
+    monkeypatch.setattr(model_module, "release_freed_heap", lambda: calls.append(threading.current_thread().name))
+    monkeypatch.setattr(model_module, "FREED_HEAP_RELEASE_PERIOD_S", period_s)
+    return calls
+
+
+def test_predict_releases_the_freed_heap_while_and_after_each_compilation(monkeypatch):
+    release_freed_heap = model_module.release_freed_heap
+    calls = _record_heap_releases(monkeypatch, 0.001)
     model = _classifier()
     counts = []
     for shape in [(1, 4, 12, 12), (1, 4, 12, 12), (1, 6, 12, 12)]:
         model.predict_on_batch(_clip(shape))
         counts.append(len(calls))
     assert 0 < counts[0] == counts[1] < counts[2]  # only when a new input shape was traced and compiled
+    assert calls[0] == "release-freed-heap" and calls[counts[0] - 1] == threading.current_thread().name
     model.predict(_clip((3, 4, 16, 16)), batch_size=3, verbose=0)  # Keras' batched predict as well
     assert len(calls) > counts[2]
     assert release_freed_heap() is None  # the real one (patched out above) runs: a no-op without glibc
@@ -271,19 +280,45 @@ def test_compile_defaults_to_xla_on_tensorflow_and_keeps_explicit_choices(monkey
     assert [fn.experimental_get_tracing_count() for fn in model._xla_functions()] == [1, 1]  # one per stage
 
 
-def test_training_releases_the_freed_heap_after_the_first_step(monkeypatch):
-    calls = []
-    monkeypatch.setattr(model_module, "release_freed_heap", lambda: calls.append(1))
+def test_releasing_freed_heap_releases_on_a_thread_while_the_block_runs_then_once_after(monkeypatch):
+    calls = _record_heap_releases(monkeypatch, 0.001)
+    for fails in (False, True):
+        del calls[:]
+        with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
+            with model_module.releasing_freed_heap():
+                deadline = time.monotonic() + 30
+                while len(calls) < 3 and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                during = len(calls)
+                if fails:
+                    raise RuntimeError("the block failed")
+        assert during >= 3 and set(calls[:during]) == {"release-freed-heap"}
+        assert calls[-1] == threading.current_thread().name  # once more after the block, on the caller's thread
+        after = len(calls)
+        time.sleep(0.05)
+        assert len(calls) == after  # the thread has stopped
+        assert "release-freed-heap" not in [thread.name for thread in threading.enumerate()]
+
+
+def test_training_releases_the_freed_heap_during_and_after_the_first_step_only(monkeypatch):
+    calls = _record_heap_releases(monkeypatch, 3600)  # only the release after the block
     model = _compile(_classifier(), jit_compile=False)
     x, y = _clip((2, 4, 12, 12), 6), np.array([1, 2])
     for _ in range(3):
         model.train_on_batch(x, y)
-    assert len(calls) == 1  # after the first step, which traced and compiled the train function
+    assert len(calls) == 1  # the first step traced and compiled the train function
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
     model.train_on_batch(x, y)  # compiling again makes a new train function
     assert len(calls) == 2
     _compile(_classifier(), jit_compile=False).fit(x, y, epochs=2, verbose=0)  # fit's steps as well
     assert len(calls) == 3
+    calls = _record_heap_releases(monkeypatch, 0.001)
+    model = _compile(_classifier(), jit_compile=False)
+    model.train_on_batch(x, y)
+    assert calls.count("release-freed-heap") > 0  # while the first step traced and compiled
+    count = len(calls)
+    model.train_on_batch(x, y)
+    assert len(calls) == count
 
 
 def test_the_optimizer_is_built_before_the_train_function_is_traced():

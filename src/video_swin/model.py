@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import copy
 import ctypes
 import inspect
 import os
+import threading
 
 import keras
 
@@ -68,6 +70,32 @@ def release_freed_heap():
         pass
 
 
+# How often `releasing_freed_heap` gives freed memory back while a call compiles.
+FREED_HEAP_RELEASE_PERIOD_S = 0.25
+
+
+@contextlib.contextmanager
+def releasing_freed_heap():
+    """Runs `release_freed_heap` every `FREED_HEAP_RELEASE_PERIOD_S` seconds on a background thread while
+    the block runs, and once after it. For calls that compile: XLA's compiler frees memory as it goes,
+    and what glibc keeps of it would otherwise stay resident under the first run's own buffers (Swin-T's
+    training step at batch 2: first-call peak 4627 -> 4074 MiB, benchmarks/RESULTS.md)."""
+    stop = threading.Event()
+
+    def release_until_stopped():
+        while not stop.wait(FREED_HEAP_RELEASE_PERIOD_S):
+            release_freed_heap()
+
+    thread = threading.Thread(target=release_until_stopped, name="release-freed-heap", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        release_freed_heap()
+
+
 def _chain(layers, check=False):
     """x -> the layers applied in turn, for inference (after `check_pixels` if check)."""
 
@@ -122,8 +150,8 @@ class XlaInference:
     XLA compiles the one before. `model.inference_jit_compile = False` turns this off; `model(x)` stays
     eager. For the same reason `compile()` resolves its default `jit_compile="auto"` to XLA for training
     steps too (see `compile`). The first XLA function in a process also selects XLA's memory-minimising CPU schedule
-    (`prefer_memory_minimising_xla_schedule`), and each new input shape's tracing and compilation are
-    followed by `release_freed_heap`.
+    (`prefer_memory_minimising_xla_schedule`); `predict_on_batch` traces and compiles a new input shape
+    under `releasing_freed_heap`, and `predict` calls `release_freed_heap` after one.
     """
 
     inference_jit_compile = "auto"
@@ -145,8 +173,8 @@ class XlaInference:
             prefer_memory_minimising_xla_schedule()
 
     def make_train_function(self, force=False):
-        """Keras' train function, with the optimizer built before it is traced, and followed by
-        `release_freed_heap` after its first call, which traced and compiled the step.
+        """Keras' train function, with the optimizer built before it is traced, and its first call, which
+        traces and compiles the step, run under `releasing_freed_heap`.
 
         Without a tf.distribute strategy, Keras on TensorFlow builds the optimizer while it traces the
         train function; the XLA step of Swin-T at batch 2 x 16x224x224 then took 79 s instead of 49 s to
@@ -163,10 +191,11 @@ class XlaInference:
 
         def train_function_releasing_heap(*args, **kwargs):
             nonlocal compiled
-            out = train_function(*args, **kwargs)
-            if not compiled:
-                compiled = True
-                release_freed_heap()
+            if compiled:
+                return train_function(*args, **kwargs)
+            with releasing_freed_heap():
+                out = train_function(*args, **kwargs)
+            compiled = True
             return out
 
         self.train_function = train_function_releasing_heap
@@ -225,9 +254,8 @@ class XlaInference:
         fns[0].get_concrete_function(x)
         if self._xla_trace_count() == traces:
             return self._xla_forward(x).numpy()
-        out = _trace_ahead_of_compiling(fns, x).numpy()
-        release_freed_heap()
-        return out
+        with releasing_freed_heap():
+            return _trace_ahead_of_compiling(fns, x).numpy()
 
     def predict(self, *args, **kwargs):
         traces = self._xla_trace_count()

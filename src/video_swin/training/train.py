@@ -25,6 +25,7 @@ Output folder layout::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -455,7 +456,7 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
     import tensorflow as tf
 
     from video_swin import presets
-    from video_swin.model import release_freed_heap
+    from video_swin.model import releasing_freed_heap
     from video_swin.training import optim
     from video_swin.training import plot as plot_mod
     from video_swin.training.evaluate import metrics, predict_views
@@ -546,8 +547,11 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
         t_epoch, t_first = time.perf_counter(), None
         done = step % steps_per_epoch
         for x, y in dist:
-            loss_sum, correct = train_step(x, y)
-            loss_sum, correct = float(loss_sum), float(correct)
+            # The run's first step traces and compiles the step function (in later epochs, the last epoch's
+            # validation ran): what that frees is given back as it goes, or it stays resident.
+            with releasing_freed_heap() if t_first is None else contextlib.nullcontext():
+                loss_sum, correct = train_step(x, y)
+                loss_sum, correct = float(loss_sum), float(correct)
             if not math.isfinite(loss_sum) and config.precision != "float16":
                 raise TrainingError(f"the loss is {loss_sum} at step {step + 1}: lower --lr or check the data")
             step += 1
@@ -558,9 +562,6 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
             now = time.perf_counter()
             if t_first is None:
                 t_first = now  # the first step includes tracing/compilation
-                # The run's first step traced and compiled the step function (in later epochs, the last
-                # epoch's validation ran): give back what that freed, or it stays resident (cheap otherwise).
-                release_freed_heap()
                 first_seen = seen
             rate = (seen - first_seen) / (now - t_first) if now > t_first and seen > first_seen else seen / (now - t_epoch)
             eta = (steps_per_epoch - done) * examples_per_step / max(rate, 1e-9)
