@@ -240,7 +240,7 @@ def _record_heap_releases(monkeypatch, period_s):
     return calls
 
 
-def test_predict_releases_the_freed_heap_while_and_after_each_compilation(monkeypatch):
+def test_predict_releases_the_freed_heap_after_each_compilation(monkeypatch):
     release_freed_heap = model_module.release_freed_heap
     calls = _record_heap_releases(monkeypatch, 0.001)
     model = _classifier()
@@ -249,7 +249,7 @@ def test_predict_releases_the_freed_heap_while_and_after_each_compilation(monkey
         model.predict_on_batch(_clip(shape))
         counts.append(len(calls))
     assert 0 < counts[0] == counts[1] < counts[2]  # only when a new input shape was traced and compiled
-    assert calls[0] == "release-freed-heap" and calls[counts[0] - 1] == threading.current_thread().name
+    assert "release-freed-heap" not in calls  # not during: that cost the first call more than it saved
     model.predict(_clip((3, 4, 16, 16)), batch_size=3, verbose=0)  # Keras' batched predict as well
     assert len(calls) > counts[2]
     assert release_freed_heap() is None  # the real one (patched out above) runs: a no-op without glibc

@@ -70,16 +70,16 @@ def release_freed_heap():
         pass
 
 
-# How often `releasing_freed_heap` gives freed memory back while a call compiles.
+# How often `releasing_freed_heap` gives freed memory back while a training step compiles.
 FREED_HEAP_RELEASE_PERIOD_S = 0.25
 
 
 @contextlib.contextmanager
 def releasing_freed_heap():
     """Runs `release_freed_heap` every `FREED_HEAP_RELEASE_PERIOD_S` seconds on a background thread while
-    the block runs, and once after it. For calls that compile: XLA's compiler frees memory as it goes,
-    and what glibc keeps of it would otherwise stay resident under the first run's own buffers (Swin-T's
-    training step at batch 2: first-call peak 4627 -> 4074 MiB, benchmarks/RESULTS.md)."""
+    the block runs, and once after it. For the first training step, which compiles: XLA's compiler frees
+    memory as it goes, and what glibc keeps of it would otherwise stay resident under the first run's own
+    buffers (Swin-T at batch 2: first-call peak 4627 -> 4074 MiB, benchmarks/RESULTS.md)."""
     stop = threading.Event()
 
     def release_until_stopped():
@@ -150,8 +150,8 @@ class XlaInference:
     XLA compiles the one before. `model.inference_jit_compile = False` turns this off; `model(x)` stays
     eager. For the same reason `compile()` resolves its default `jit_compile="auto"` to XLA for training
     steps too (see `compile`). The first XLA function in a process also selects XLA's memory-minimising CPU schedule
-    (`prefer_memory_minimising_xla_schedule`); `predict_on_batch` traces and compiles a new input shape
-    under `releasing_freed_heap`, and `predict` calls `release_freed_heap` after one.
+    (`prefer_memory_minimising_xla_schedule`), and each new input shape's tracing and compilation are
+    followed by `release_freed_heap`.
     """
 
     inference_jit_compile = "auto"
@@ -254,8 +254,11 @@ class XlaInference:
         fns[0].get_concrete_function(x)
         if self._xla_trace_count() == traces:
             return self._xla_forward(x).numpy()
-        with releasing_freed_heap():
-            return _trace_ahead_of_compiling(fns, x).numpy()
+        # Only after: giving memory back during the compile (`releasing_freed_heap`) lowered this peak by
+        # ~20 MiB and lengthened Swin-T's first call by ~0.6 s (benchmarks/RESULTS.md).
+        out = _trace_ahead_of_compiling(fns, x).numpy()
+        release_freed_heap()
+        return out
 
     def predict(self, *args, **kwargs):
         traces = self._xla_trace_count()
