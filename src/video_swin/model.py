@@ -79,7 +79,8 @@ def releasing_freed_heap():
     """Runs `release_freed_heap` every `FREED_HEAP_RELEASE_PERIOD_S` seconds on a background thread while
     the block runs, and once after it. For the first training step, which compiles: XLA's compiler frees
     memory as it goes, and what glibc keeps of it would otherwise stay resident under the first run's own
-    buffers (Swin-T at batch 2: first-call peak 4627 -> 4074 MiB, benchmarks/RESULTS.md)."""
+    buffers (Swin-T at batch 2: first-step peak 4456-4599 -> 3887-3987 MiB, for ~3 s more of a ~45 s step;
+    benchmarks/RESULTS.md)."""
     stop = threading.Event()
 
     def release_until_stopped():
