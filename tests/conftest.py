@@ -2,6 +2,7 @@
 segfaults with torch 2.14 (see shared/reference/environment.md)."""
 
 import os
+import threading
 
 import torch  # noqa: F401  (import order matters)
 import torchvision  # noqa: F401
@@ -23,3 +24,18 @@ def tiny_reference():
 def tiny_checkpoints(tiny_reference, tmp_path_factory):
     """The tiny reference saved in the torchvision and official layouts (.pth and .safetensors)."""
     return reference.save_checkpoints(tiny_reference, tmp_path_factory.mktemp("tiny_ckpt"))
+
+
+@pytest.fixture
+def record_heap_releases(monkeypatch):
+    """`record(period_s)` -> a list that gets, for each later `model.release_freed_heap` call, the name of
+    the thread that made it; `releasing_freed_heap` then releases every `period_s` seconds."""
+    from video_swin import model
+
+    def record(period_s):
+        calls = []
+        monkeypatch.setattr(model, "release_freed_heap", lambda: calls.append(threading.current_thread().name))
+        monkeypatch.setattr(model, "FREED_HEAP_RELEASE_PERIOD_S", period_s)
+        return calls
+
+    return record

@@ -233,16 +233,9 @@ def test_importing_video_swin_selects_tensorflows_pooling_cpu_allocator_unless_t
     assert done.stdout.split()[-1] == ("pooled" if user_setting is None else "default")
 
 
-def _record_heap_releases(monkeypatch, period_s):
-    calls = []
-    monkeypatch.setattr(model_module, "release_freed_heap", lambda: calls.append(threading.current_thread().name))
-    monkeypatch.setattr(model_module, "FREED_HEAP_RELEASE_PERIOD_S", period_s)
-    return calls
-
-
-def test_predict_releases_the_freed_heap_after_each_compilation(monkeypatch):
+def test_predict_releases_the_freed_heap_after_each_compilation(record_heap_releases):
     release_freed_heap = model_module.release_freed_heap
-    calls = _record_heap_releases(monkeypatch, 0.001)
+    calls = record_heap_releases(0.001)
     model = _classifier()
     counts = []
     for shape in [(1, 4, 12, 12), (1, 4, 12, 12), (1, 6, 12, 12)]:
@@ -280,8 +273,8 @@ def test_compile_defaults_to_xla_on_tensorflow_and_keeps_explicit_choices(monkey
     assert [fn.experimental_get_tracing_count() for fn in model._xla_functions()] == [1, 1]  # one per stage
 
 
-def test_releasing_freed_heap_releases_on_a_thread_while_the_block_runs_then_once_after(monkeypatch):
-    calls = _record_heap_releases(monkeypatch, 0.001)
+def test_releasing_freed_heap_releases_on_a_thread_while_the_block_runs_then_once_after(record_heap_releases):
+    calls = record_heap_releases(0.001)
     for fails in (False, True):
         del calls[:]
         with pytest.raises(RuntimeError) if fails else contextlib.nullcontext():
@@ -300,8 +293,8 @@ def test_releasing_freed_heap_releases_on_a_thread_while_the_block_runs_then_onc
         assert "release-freed-heap" not in [thread.name for thread in threading.enumerate()]
 
 
-def test_training_releases_the_freed_heap_during_and_after_the_first_step_only(monkeypatch):
-    calls = _record_heap_releases(monkeypatch, 3600)  # only the release after the block
+def test_training_releases_the_freed_heap_during_and_after_the_first_step_only(record_heap_releases):
+    calls = record_heap_releases(3600)  # only the release after the block
     model = _compile(_classifier(), jit_compile=False)
     x, y = _clip((2, 4, 12, 12), 6), np.array([1, 2])
     for _ in range(3):
@@ -312,7 +305,7 @@ def test_training_releases_the_freed_heap_during_and_after_the_first_step_only(m
     assert len(calls) == 2
     _compile(_classifier(), jit_compile=False).fit(x, y, epochs=2, verbose=0)  # fit's steps as well
     assert len(calls) == 3
-    calls = _record_heap_releases(monkeypatch, 0.001)
+    calls = record_heap_releases(0.001)
     model = _compile(_classifier(), jit_compile=False)
     model.train_on_batch(x, y)
     assert calls.count("release-freed-heap") > 0  # while the first step traced and compiled

@@ -215,14 +215,11 @@ def _train_args(data, out, epochs=2, extra=()):
             "--lr", "2e-3", "--head-dropout", "0", "--workers", "2", *extra]
 
 
-def test_train_and_evaluate_commands(video_folder, tmp_path, capsys, monkeypatch):
+def test_train_and_evaluate_commands(video_folder, tmp_path, capsys, record_heap_releases):
     from video_swin import cli, presets
-    from video_swin import model as model_module
     from video_swin.training.plot import read_png_size
 
-    releases = []
-    monkeypatch.setattr(model_module, "release_freed_heap", lambda: releases.append(threading.current_thread().name))
-    monkeypatch.setattr(model_module, "FREED_HEAP_RELEASE_PERIOD_S", 0.001)
+    releases = record_heap_releases(0.001)
     out = tmp_path / "run"
     assert cli.main(_train_args(video_folder, out, extra=["--val-split", "0.25"])) == 0
     # each epoch's first step (the run's first traces and compiles the step) gives freed memory back as it runs
