@@ -494,14 +494,9 @@ def _bounded_attention(q, k, v, bias):
     return window_ops.attention_with_bounded_offsets(q, k, v, bias, bias_min, bias_max)
 
 
-def _attention_in_float64(q, k, v, bias, mask=None):
+def _attention_in_float64(q, k, v, bias):
     q, k, v, bias = (np.asarray(t, "float64") for t in (q, k, v, bias))
     scores = q @ k.transpose(0, 1, 3, 2) + bias
-    if mask is not None:
-        nw, n = mask.shape[0], mask.shape[1]
-        scores = (scores.reshape(-1, nw, *scores.shape[1:]) + np.asarray(mask, "float64")[None, :, None]).reshape(
-            -1, *scores.shape[1:]
-        )
     probs = np.exp(scores - scores.max(-1, keepdims=True))
     return (probs / probs.sum(-1, keepdims=True)) @ v
 
@@ -537,27 +532,9 @@ def test_attention_with_bounded_offsets_is_as_close_to_float64_as_the_plain_path
         np.testing.assert_allclose(got, truth, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("jit_compile", [False, True])
-def test_attention_dividing_output_is_as_close_to_float64_as_the_plain_path(masked, jit_compile):
-    """The row sums dividing the output instead of the probabilities: against float64 at the parity tests'
-    tolerance, as the plain path is, with the shift mask's -100 in 30 % of the scores and without."""
-    q, k, v, bias, mask, _ = _attention_inputs("float32", masked)
-    q, bias = q * 3.0, bias * 4.0
-    truth = _attention_in_float64(q, k, v, bias, mask)
-    for fn in (_plain_attention, window_ops.attention_dividing_output):
-        got = np.asarray((tf.function(fn, jit_compile=True) if jit_compile else fn)(q, k, v, bias, mask))
-        assert np.isfinite(got).all()
-        np.testing.assert_allclose(got, truth, rtol=1e-5, atol=1e-5)
-
-
 def test_bounded_offsets_only_for_unmasked_windows_in_float32_inference_compiled_for_the_cpu(monkeypatch):
-    """And the masked windows of the same graphs divide the output by the row sums (one call per run: the
-    model's one shifted block); elsewhere both take the plain path."""
-    unmasked, bounded, divided = [], [], []
+    unmasked, bounded = [], []
     attend, bounds = WindowAttention3D._attend, WindowAttention3D._bounds_offsets
-    dividing = window_ops.attention_dividing_output
-    monkeypatch.setattr(window_ops, "attention_dividing_output", lambda *a: divided.append(1) or dividing(*a))
 
     def spy(self, q, k, v, bias, mask=None, training=None):
         unmasked.append(mask is None)
@@ -571,23 +548,21 @@ def test_bounded_offsets_only_for_unmasked_windows_in_float32_inference_compiled
     tf.function(lambda v: model(v, training=True))(x)
     spec = tf.TensorSpec((None, 8, 24, 24, 3), tf.float32)  # an exported graph: dynamic batch
     tf.function(lambda v: model(v, training=False), input_signature=[spec]).get_concrete_function()
-    assert bounded == [] and divided == []
+    assert bounded == []
     for run in (tf.function(lambda v: model(v, training=False)), model.predict_on_batch):
         unmasked.clear()
         run(x)
         # Stage 1 (4 x 6 x 6 tokens, window 4 x 3 x 3) shifts in space; stage 2 (4 x 3 x 3) does not.
         assert unmasked == [True, False, True, True]
-        assert len(bounded) == 3 and len(divided) == 1
+        assert len(bounded) == 3
         bounded.clear()
-        divided.clear()
     monkeypatch.setattr(WindowAttention3D, "bounded_offsets", False)
     tf.function(lambda v: model(v, training=False))(x)
-    assert bounded == [] and len(divided) == 1
-    divided.clear()
+    assert bounded == []
     keras.config.set_dtype_policy("mixed_float16")
     try:
         half = _classifier()
         tf.function(lambda v: half(v, training=False))(x)
     finally:
         keras.config.set_dtype_policy("float32")
-    assert bounded == [] and divided == []
+    assert bounded == []

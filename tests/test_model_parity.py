@@ -69,16 +69,12 @@ def test_all_layouts_convert_to_the_same_weights(converted):
 
 def test_tiny_predict_as_compiled_for_the_cpu_against_torchvision(converted, tiny_reference, monkeypatch):
     """`predict_on_batch` as users get it on a CPU (XLA; stages 1-2 at 224x224 attend in groups of windows;
-    the softmax of unmasked windows with bounded offsets, `window_ops.attention_with_bounded_offsets`, and of
-    masked ones dividing the output, `window_ops.attention_dividing_output`), not the eager path the other
-    tests run."""
-    bounded_in, divided_in = set(), set()
-    bounds, divides = WindowAttention3D._bounds_offsets, WindowAttention3D._divides_output
+    the softmax of unmasked windows with bounded offsets, `window_ops.attention_with_bounded_offsets`), not
+    the eager path the other tests run."""
+    bounded_in = set()
+    bounds = WindowAttention3D._bounds_offsets
     monkeypatch.setattr(
         WindowAttention3D, "_bounds_offsets", lambda self, q: bounds(self, q) and not bounded_in.add(self.path)
-    )
-    monkeypatch.setattr(
-        WindowAttention3D, "_divides_output", lambda self, q: divides(self, q) and not divided_in.add(self.path)
     )
     model = presets.from_preset(converted["torchvision_pth"])
     for i, shape in enumerate([(1, 16, 224, 224), (1, 20, 112, 96)]):  # the benchmark's input; temporal shift
@@ -96,8 +92,6 @@ def test_tiny_predict_as_compiled_for_the_cpu_against_torchvision(converted, tin
     assert len(attention_layers) == sum(model.backbone.depths)
     unshifted = {path for path in attention_layers if int(re.search(r"blocks_(\d+)", path).group(1)) % 2 == 0}
     assert bounded_in == unshifted | {"layers_3/blocks_1/attn"}
-    # Masked blocks ask `_divides_output` directly, unmasked ones through `_bounds_offsets`: all took a fast path.
-    assert divided_in == attention_layers
 
 
 @pytest.mark.parametrize(

@@ -312,8 +312,6 @@ class WindowAttention3D(keras.layers.Layer):
             table = ops.cast(self.relative_position_bias_table, "float32")  # every bias value is in the table
             bias_min, bias_max = ops.min(table, axis=0), ops.max(table, axis=0)
             return window_ops.attention_with_bounded_offsets(q, k, v, bias, bias_min, bias_max)
-        if not training and mask is not None and self._divides_output(q):
-            return window_ops.attention_dividing_output(q, k, v, bias, mask)
         attn = window_ops.attention_probabilities(q, k, bias, mask)
         attn = self.attn_dropout(ops.cast(attn, v.dtype), training=training)
         return ops.matmul(attn, v)
@@ -342,12 +340,7 @@ class WindowAttention3D(keras.layers.Layer):
     bounded_offsets = "auto"
 
     def _bounds_offsets(self, q):
-        return self.bounded_offsets is not False and self._divides_output(q)
-
-    # Masked windows in the same inference graphs divide attn·v by the row sums instead of the probabilities
-    # (`window_ops.attention_dividing_output`), as the bounded offsets do.
-    def _divides_output(self, q):
-        if keras.backend.standardize_dtype(q.dtype) != "float32":
+        if self.bounded_offsets is False or keras.backend.standardize_dtype(q.dtype) != "float32":
             return False
         windows, _, n, _ = ops.shape(q)
         return window_ops.static_cpu_graph(q, windows, n)

@@ -341,32 +341,15 @@ def attention_probabilities(q, k, bias, mask=None):
     stay in float32 under mixed precision: -100 and the bias would lose precision (or overflow after
     accumulation) in float16.
     """
-    scores = _attention_scores(q, k, bias, mask)
-    n = ops.shape(q)[2]
-    if is_static(n) and n == 1:
-        return ops.ones_like(scores)  # a one-token window attends to itself; skips Keras' size-1 warning
-    return ops.softmax(scores, axis=-1)
-
-
-def _attention_scores(q, k, bias, mask=None):
-    """q kT + bias + mask in float32 (see `attention_probabilities`) -> (windows, heads, n, n)."""
     heads, n = ops.shape(q)[1], ops.shape(q)[2]
     scores = ops.cast(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))), "float32") + bias[None]
     if mask is not None:
         num_windows = ops.shape(mask)[0]
         scores = ops.reshape(scores, (-1, num_windows, heads, n, n)) + mask[None, :, None]
         scores = ops.reshape(scores, (-1, heads, n, n))
-    return scores
-
-
-def attention_dividing_output(q, k, v, bias, mask=None):
-    """softmax(q kT + bias + mask) v in float32, with each row's sum dividing the n x d output instead of the
-    n x n probabilities: one pass less over the scores where n > d (392 x 392 against 392 x 32 in Swin's
-    windows). Shapes as in `attention_probabilities`; v (windows, heads, n, d) -> (windows, heads, n, d).
-    """
-    scores = _attention_scores(q, k, bias, mask)
-    exponentials = ops.exp(scores - ops.max(scores, axis=-1, keepdims=True))
-    return ops.matmul(exponentials, v) / ops.sum(exponentials, axis=-1, keepdims=True)
+    if is_static(n) and n == 1:
+        return ops.ones_like(scores)  # a one-token window attends to itself; skips Keras' size-1 warning
+    return ops.softmax(scores, axis=-1)
 
 
 # How far above its largest score a row's offset may lie in `attention_with_bounded_offsets`: e^-60 leaves the
