@@ -119,21 +119,15 @@ def _worker_port(spec):
 class PortWorker(bench.Worker):
     """A keras-cv side: this script as the worker process, keras-cv's folder on its path."""
 
-    def _launch(self):
-        import subprocess
+    def command(self):
+        return [sys.executable, __file__, "--worker", json.dumps(self.spec)]
 
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    def environment(self):
+        env = super().environment()
         extra = os.environ.get("KERAS_CV_PATH")
         if extra:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (extra, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", json.dumps(self.spec)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            env=env,
-        )
+        return env
 
 
 def run(args, say=print):
@@ -144,16 +138,8 @@ def run(args, say=print):
     say(f"machine: {results['machine']}\nworker logs: {log.name}")
     t_start = time.perf_counter()
     for variant in args.variants:
-        checkpoint, preset = out_dir / f"{variant}.pth", out_dir / f"{variant}-preset"
         shapes = [(args.batch, t, args.size, args.size, 3) for t in args.frames]
-        inputs = {shape: out_dir / ("x_" + "x".join(map(str, shape)) + ".npy") for shape in shapes}
-        prepare = {"variant": variant, "seed": args.seed, "checkpoint": str(checkpoint)}
-        prepare["inputs"] = [(str(p), s) for s, p in inputs.items()]
-        for kind, spec in (("prepare", prepare), ("convert", {"checkpoint": str(checkpoint), "preset": str(preset)})):
-            worker = bench.Worker(kind, {"kind": kind, **spec}, log)
-            if not worker.start(args.first_timeout):
-                raise RuntimeError(f"{kind} failed: {worker.error}")
-            worker.stop()
+        checkpoint, preset, inputs = bench.prepare(out_dir, variant, args.seed, shapes, log, args.first_timeout)
         for shape in shapes:
             batch, frames = shape[0], shape[1]
             label = f"{variant} inference, batch {batch}, {frames}x{args.size}x{args.size}"

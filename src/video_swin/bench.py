@@ -412,10 +412,17 @@ class Worker:
         self.proc = None
         self.walls, self.cpus, self.info, self.error = [], [], {}, None
 
+    def command(self):
+        """The worker process's command line (a benchmark script may run workers of its own)."""
+        return [sys.executable, "-m", "video_swin.bench", "--worker", json.dumps(self.spec)]
+
+    def environment(self):
+        return dict(os.environ, PYTHONUNBUFFERED="1")
+
     def _launch(self):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = self.environment()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "video_swin.bench", "--worker", json.dumps(self.spec)],
+            self.command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -602,6 +609,22 @@ def machine_description():
     )
 
 
+def prepare(out_dir, variant, seed, shapes, log, timeout):
+    """Seeded torchvision weights saved as `out_dir/<variant>.pth`, converted into `out_dir/<variant>-preset`,
+    and a seeded input clip per shape; returns (checkpoint, preset, {shape: clip path})."""
+    checkpoint, preset = out_dir / f"{variant}.pth", out_dir / f"{variant}-preset"
+    inputs = {shape: out_dir / ("x_" + "x".join(map(str, shape)) + ".npy") for shape in shapes}
+    for kind, spec in (
+        ("prepare", {"variant": variant, "seed": seed, "checkpoint": str(checkpoint), "inputs": [(str(p), s) for s, p in inputs.items()]}),
+        ("convert", {"checkpoint": str(checkpoint), "preset": str(preset)}),
+    ):
+        worker = Worker(kind, {"kind": kind, **spec}, log)
+        if not worker.start(timeout):
+            raise RuntimeError(f"{kind} failed: {worker.error}")
+        worker.stop()
+    return checkpoint, preset, inputs
+
+
 def run(args, say=print):
     """Runs the benchmark described by parsed `args` (see `add_arguments`) and returns the results dict."""
     variants = args.variants
@@ -615,20 +638,11 @@ def run(args, say=print):
     say(f"machine: {results['machine']}\nworker logs: {log.name}")
     t_start = time.perf_counter()
     for variant in variants:
-        checkpoint, preset = out_dir / f"{variant}.pth", out_dir / f"{variant}-preset"
         shapes = [(b, t, args.size, args.size, 3) for t in args.frames for b in args.batch]
         if args.train:
             shapes.append((args.train_batch, args.train_frames, args.size, args.size, 3))
-        inputs = {shape: out_dir / ("x_" + "x".join(map(str, shape)) + ".npy") for shape in shapes}
         say(f"[{variant}] preparing seeded torchvision weights, input clips and the converted preset")
-        for kind, spec in (
-            ("prepare", {"variant": variant, "seed": args.seed, "checkpoint": str(checkpoint), "inputs": [(str(p), s) for s, p in inputs.items()]}),
-            ("convert", {"checkpoint": str(checkpoint), "preset": str(preset)}),
-        ):
-            worker = Worker(kind, {"kind": kind, **spec}, log)
-            if not worker.start(args.first_timeout):
-                raise RuntimeError(f"{kind} failed: {worker.error}")
-            worker.stop()
+        checkpoint, preset, inputs = prepare(out_dir, variant, args.seed, shapes, log, args.first_timeout)
         cells = [] if args.train_only else [(b, t, False) for t in args.frames for b in args.batch]
         if args.train and variant == variants[0]:
             cells.append((args.train_batch, args.train_frames, True))
