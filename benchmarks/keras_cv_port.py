@@ -179,11 +179,9 @@ def run(args, say=print):
                     say(f"ours default / {row['side']}: {row['ours_default_over_this']:.3f} (median of per-round ratios)")
             diffs = ", ".join(f"{k} {v:.1e}" for k, v in cell["max_abs_logit_diff"].items())
             say(f"largest |logit difference| against torch eager: {diffs}")
-            if args.json:
-                Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+            bench.save_results(args.json, results)
     results["total_wall_s"] = time.perf_counter() - t_start
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    bench.save_results(args.json, results)
     log.close()
     return results
 

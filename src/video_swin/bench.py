@@ -625,6 +625,13 @@ def prepare(out_dir, variant, seed, shapes, log, timeout):
     return checkpoint, preset, inputs
 
 
+def save_results(path, results):
+    """Writes the results so far to `path` (None: nowhere); called after every cell, so that a run cut short
+    keeps what it measured."""
+    if path:
+        Path(path).write_text(json.dumps(results, indent=1) + "\n")
+
+
 def run(args, say=print):
     """Runs the benchmark described by parsed `args` (see `add_arguments`) and returns the results dict."""
     variants = args.variants
@@ -683,8 +690,7 @@ def run(args, say=print):
             say(markdown_table(cell))
             if cell.get("max_abs_logit_diff"):
                 say("largest |logit difference| against torch eager: " + ", ".join(f"{k} {v:.1e}" for k, v in cell["max_abs_logit_diff"].items()))
-            if args.json:
-                Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+            save_results(args.json, results)
         for mode in args.profile:
             say(f"[{variant} profile of our {mode} forward pass, batch {args.batch[0]}, {args.frames[0]}x{args.size}x{args.size}]")
             shape = (args.batch[0], args.frames[0], args.size, args.size, 3)
@@ -697,11 +703,9 @@ def run(args, say=print):
             profile = {"variant": variant, "mode": mode, "shape": shape, **worker.info}
             results.setdefault("profiles", []).append(profile)
             say(profile_table(profile))
-            if args.json:
-                Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+            save_results(args.json, results)
     results["total_wall_s"] = time.perf_counter() - t_start
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    save_results(args.json, results)
     log.close()
     return results
 
