@@ -47,11 +47,9 @@ PORT_MODES = ("graph", "xla")
 
 def _copy_weights_into_port(ours, port):
     """Our backbone's weights into keras-cv's, layer by layer (same official sub-layer names)."""
-    pairs = [
-        (port.get_layer("videoswin_patching_and_embedding").proj, ours.get_layer("patch_embed").proj),
-        (port.get_layer("videoswin_patching_and_embedding").norm, ours.get_layer("patch_embed").norm),
-        (port.get_layer("videoswin_top_norm"), ours.get_layer("norm")),
-    ]
+    port_embedding, our_embedding = port.get_layer("videoswin_patching_and_embedding"), ours.get_layer("patch_embed")
+    pairs = [(port_embedding.proj, our_embedding.proj), (port_embedding.norm, our_embedding.norm)]
+    pairs.append((port.get_layer("videoswin_top_norm"), ours.get_layer("norm")))
     for i in range(len(ours.depths)):
         port_stage, our_stage = port.get_layer(f"videoswin_basic_layer_{i + 1}"), ours.get_layer(f"layers_{i}")
         for pb, ob in zip(port_stage.blocks, our_stage.blocks, strict=True):
@@ -157,12 +155,7 @@ def run(args, say=print):
             workers += [side(PortWorker, "port", mode, f"keras-cv {mode}") for mode in args.port]
             bench._run_group(workers, args.runs, args.warmup, args.first_timeout, say)
             flops = 2 * bench.multiply_adds(variant, frames, args.size, args.size, batch)
-            ceiling = None
-            if workers[0].walls:
-                ceiling = 2 * bench.CEILING_N**3 / bench._median(workers[0].walls) / 1e9
-            rows = [bench._summarise(w, flops if i else None, ceiling, workers[1], batch) for i, w in enumerate(workers)]
-            if ceiling and "median_s" in rows[0]:
-                rows[0]["gflops"], rows[0]["pct_ceiling"] = ceiling, 100.0
+            rows, ceiling = bench.summarise_rows(workers, workers[0], flops, workers[1], batch)
             ours = workers[2]
             for port, row in zip(workers[3:], rows[3:]):  # the port's rows: ours / the port too
                 if port.walls and len(port.walls) == len(ours.walls):

@@ -546,6 +546,21 @@ def _summarise(worker, flops, ceiling, reference, batch):
     return row
 
 
+def summarise_rows(workers, ceiling_worker, flops, reference, batch):
+    """One cell's rows (`_summarise`) and the matmul ceiling in GFLOP/s that `ceiling_worker` measured in the
+    same rounds (None without one); the ceiling's own row is 100 % of it."""
+    ceiling = None
+    if ceiling_worker is not None and ceiling_worker.walls:
+        ceiling = 2 * CEILING_N**3 / _median(ceiling_worker.walls) / 1e9
+    rows = []
+    for worker in workers:
+        row = _summarise(worker, None if worker is ceiling_worker else flops, ceiling, reference, batch)
+        if worker is ceiling_worker and ceiling is not None:
+            row["gflops"], row["pct_ceiling"] = ceiling, 100.0
+        rows.append(row)
+    return rows, ceiling
+
+
 def _fmt(value, spec):
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
@@ -666,10 +681,8 @@ def run(args, say=print):
                 workers.append(Worker(f"{kind} {mode}", {"kind": kind, "mode": mode, "output": str(output), **common}, log))
             _run_group(workers, args.runs, args.warmup, args.first_timeout, say)
             flops = 2 * multiply_adds(variant, frames, args.size, args.size, batch) * (3 if train else 1)
-            ceiling_worker = workers[0] if args.ceiling else None
-            ceiling = 2 * CEILING_N**3 / _median(ceiling_worker.walls) / 1e9 if ceiling_worker and ceiling_worker.walls else None
             reference = next((w for w in workers if w.name == "torch eager"), None)
-            rows = [_summarise(w, None if w is ceiling_worker else flops, ceiling, reference, batch) for w in workers]
+            rows, ceiling = summarise_rows(workers, workers[0] if args.ceiling else None, flops, reference, batch)
             cell = {
                 "variant": variant,
                 "batch": batch,
@@ -680,8 +693,6 @@ def run(args, say=print):
                 "ceiling_gflops": ceiling,
                 "rows": rows,
             }
-            if ceiling_worker and rows and "median_s" in rows[0]:
-                rows[0]["gflops"], rows[0]["pct_ceiling"] = ceiling, 100.0
             if not train:
                 cell["max_abs_logit_diff"] = _logit_differences(out_dir, variant, batch, frames)
             results["cells"].append(cell)
