@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from video_swin.bench import main  # noqa: E402
+from video_swin.checks.bench import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

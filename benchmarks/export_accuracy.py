@@ -9,7 +9,7 @@ Variants: Keras float32 (the reference), TFLite float32, TFLite dynamic-range in
 float32 (onnxruntime), Keras `mixed_float16` and `mixed_bfloat16`. For each: file size, top-1 accuracy
 (when the clips have labels), top-1 agreement with float32, and the largest logit / probability change.
 
-Clips: for a preset whose classes are the synthetic motion classes, `video_swin.synthetic.generate_arrays`
+Clips: for a preset whose classes are the synthetic motion classes, `video_swin.data.synthetic.generate_arrays`
 (labelled, seed `--seed`, never the training seed 0 by default); otherwise random uint8 clips (agreement only).
 Clip size: the preset protocol's clip_len x crop_size x crop_size unless --frames/--size say otherwise.
 """
@@ -43,7 +43,7 @@ def batched(fn, x, batch):
 
 
 def clips_for(preset, n, seed, frames, size):
-    from video_swin import synthetic
+    from video_swin.data import synthetic
 
     names = preset.class_names or []
     if list(names) == list(synthetic.CLASSES):
@@ -93,7 +93,9 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args(argv)
 
-    from video_swin import export, preprocess, presets
+    from video_swin.deploy import export
+    from video_swin.data import preprocess
+    from video_swin.models import presets
 
     preset = presets.load_preset(args.preset)
     protocol = preset.preprocessing

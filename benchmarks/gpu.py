@@ -40,8 +40,8 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from video_swin import weights  # noqa: E402
-from video_swin.model import VideoSwinBackbone, VideoSwinClassifier, variant_config  # noqa: E402
+from video_swin.checkpoints import weights  # noqa: E402
+from video_swin.models import VideoSwinBackbone, VideoSwinClassifier, variant_config  # noqa: E402
 
 TORCHVISION = {"tiny": "swin3d_t", "small": "swin3d_s", "base": "swin3d_b"}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -77,7 +77,7 @@ def jitted_forward(model):
 
 def with_fused_attention(forward, setting):
     """`forward` traced (on its first call, and any retrace) with `WindowAttention3D.fused_attention` set."""
-    from video_swin.layers import WindowAttention3D
+    from video_swin.models.layers import WindowAttention3D
 
     def call(x):
         saved, WindowAttention3D.fused_attention = WindowAttention3D.fused_attention, setting

@@ -40,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from video_swin import bench  # noqa: E402
+from video_swin.checks import bench  # noqa: E402
 
 PORT_MODES = ("graph", "xla")
 
@@ -71,7 +71,7 @@ def _worker_port(spec):
     import tensorflow as tf
 
     import keras
-    from video_swin import presets
+    from video_swin.models import presets
 
     try:
         from keras_cv.src.models.backbones.video_swin.video_swin_backbone import VideoSwinBackbone

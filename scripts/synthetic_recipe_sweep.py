@@ -14,9 +14,9 @@ import numpy as np
 sys.path.insert(0, "src")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras
-from video_swin import synthetic
+from video_swin.data import synthetic
 synthetic._has_libx264 = lambda: True  # compress=False never encodes; PyAV is not on the GPU image
-from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
+from video_swin.models import VideoSwinBackbone, VideoSwinClassifier
 from train_synthetic import SYMMETRIES
 
 BUDGET = float(os.environ.get("SWEEP_SECONDS", "240"))

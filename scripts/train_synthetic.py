@@ -1,6 +1,6 @@
 """Trains the shipped synthetic-motion preset from scratch (seeded) and evaluates it.
 
-    .venv/bin/python scripts/train_synthetic.py            # writes src/video_swin/pretrained/synthetic_motion
+    .venv/bin/python scripts/train_synthetic.py            # writes src/video_swin/zoo/builtin/synthetic_motion
 
 1. training clips: `synthetic.generate_arrays(N, seed=10, randomize=True)` in memory, plus a share
    round-tripped through the clip's own video codec settings (as `make-synthetic` files are); validation:
@@ -18,7 +18,7 @@
    every pair (growing/shrinking too); each is applied with p = 0.5 with its label map;
 3. held-out evaluation on NEW clips: seed 2 of the same generator (uncompressed, and a subset round-tripped
    through the video codec), and clips of an independent second generator
-   (`video_swin.training.second_generator`: numpy rasterisation, other shapes, uniform noise) with solid
+   (`video_swin.data.second_generator`: numpy rasterisation, other shapes, uniform noise) with solid
    backgrounds as the dataset is described, and with gradient backgrounds (outside the description);
 4. the preset (config.json with class names and the 16x64x64 protocol) is written with the measured
    numbers, the command and its wall time in metadata.json.
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PRESET = ROOT / "src" / "video_swin" / "pretrained" / "synthetic_motion"
+DEFAULT_PRESET = ROOT / "src" / "video_swin" / "zoo" / "builtin" / "synthetic_motion"
 
 # Label permutations of the synthetic classes under the clip's symmetries (see synthetic.CLASSES):
 # 0 left, 1 right, 2 up, 3 down, 4 clockwise, 5 anticlockwise, 6 growing, 7 shrinking.
@@ -81,10 +81,11 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
-    from video_swin import presets, synthetic
+    from video_swin.models import presets
+    from video_swin.data import synthetic
     from video_swin.training import second_generator
     from video_swin.training.data import ArraySource
-    from video_swin.training.demo import classify_clips
+    from video_swin.zoo.synthetic_motion import classify_clips
     from video_swin.training.train import TrainConfig, train
 
     t0 = time.perf_counter()

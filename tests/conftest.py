@@ -28,14 +28,16 @@ def tiny_checkpoints(tiny_reference, tmp_path_factory):
 
 @pytest.fixture
 def record_heap_releases(monkeypatch):
-    """`record(period_s)` -> a list that gets, for each later `model.release_freed_heap` call, the name of
-    the thread that made it; `releasing_freed_heap` then releases every `period_s` seconds."""
-    from video_swin import model
+    """`record(period_s)` -> a list that gets, for each later `runtime.release_freed_heap` call, the name of
+    the thread that made it; the release is turned on (as `runtime.configure()` does) and
+    `releasing_freed_heap` then releases every `period_s` seconds."""
+    from video_swin import runtime
 
     def record(period_s):
         calls = []
-        monkeypatch.setattr(model, "release_freed_heap", lambda: calls.append(threading.current_thread().name))
-        monkeypatch.setattr(model, "FREED_HEAP_RELEASE_PERIOD_S", period_s)
+        monkeypatch.setitem(runtime._state, "release_freed_heap", True)
+        monkeypatch.setattr(runtime, "release_freed_heap", lambda: calls.append(threading.current_thread().name))
+        monkeypatch.setattr(runtime, "FREED_HEAP_RELEASE_PERIOD_S", period_s)
         return calls
 
     return record

@@ -1,32 +1,37 @@
 """Video Swin Transformer in Keras 3, numerically identical to the PyTorch original.
 
+The package, one folder per concern (docs/architecture.md has the map and the data flow):
+
+* `models`      - window ops, attention kernels, layers, backbone, classifier, preset folders
+* `checkpoints` - reading .pth / .safetensors without PyTorch, name mapping, convert, inflate
+* `data`        - decoding, sampling, preprocessing, class names, synthetic motion data
+* `inference`   - classify (and the other uses of a trained model)
+* `training`    - fine-tuning and training, tf.data pipelines, evaluation
+* `deploy`      - exports (SavedModel, TFLite, ONNX)
+* `zoo`         - presets by name (the synthetic-motion model shipped inside the package)
+* `checks`      - our model against torchvision: `verify` (numbers) and `bench` (speed, memory)
+* `cli`         - the `video-swin` command
+* `runtime`     - process-wide settings, applied by `runtime.configure()` (never on import)
+* `files`       - atomic writes
+
 Attributes are imported lazily: importing the package does not import TensorFlow, so a process can
-import torch first when it needs both (the other order crashes with torch 2.14).
+import torch first when it needs both (the other order crashes with torch 2.14). Importing changes
+nothing in the process.
 """
 
 import importlib
-import os
-
-# TensorFlow's default CPU allocator returns every large buffer to the OS when it is freed, so XLA's
-# buffers are mapped, page-faulted and zeroed afresh on every call: about 2.2 GiB of pages per training
-# step of Swin-T at batch 2 x 16x224x224 (1.9-2.3 s of system CPU time per step) and 74 MiB (one compiled
-# function) to 233 MiB (one per stage, as `predict_on_batch` runs it) per inference call at batch 1.
-# TensorFlow's BFC allocator keeps freed memory for reuse (benchmarks/RESULTS.md). TensorFlow picks
-# its CPU allocator when it makes its first tensor, so this takes effect where video_swin is imported
-# before anything runs on TensorFlow; a user's own setting of the variable is kept.
-POOLED_CPU_ALLOCATOR = ("TF_CPU_ALLOCATOR_USE_BFC", "true")
-os.environ.setdefault(*POOLED_CPU_ALLOCATOR)
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "VideoSwinBackbone": "video_swin.model",
-    "VideoSwinClassifier": "video_swin.model",
-    "from_preset": "video_swin.presets",
-    "load_preset": "video_swin.presets",
-    "save_preset": "video_swin.presets",
-    "convert_checkpoint": "video_swin.convert",
-    "classify": "video_swin.classify",
+    "VideoSwinBackbone": "video_swin.models.backbone",
+    "VideoSwinClassifier": "video_swin.models.classifier",
+    "from_preset": "video_swin.models.presets",
+    "load_preset": "video_swin.models.presets",
+    "save_preset": "video_swin.models.presets",
+    "convert_checkpoint": "video_swin.checkpoints.convert",
+    "classify": "video_swin.inference.classify",
+    "VideoClassifier": "video_swin.inference.classify",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

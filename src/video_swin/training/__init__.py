@@ -10,7 +10,6 @@
 * `train`     - the training loop (`video-swin train`): accumulation, mixed precision, tf.distribute,
                 atomic checkpoints and resume, progress, history and a PNG plot, the final preset.
 * `evaluate`  - `video-swin evaluate`: top-1/top-5 and the confusion matrix.
-* `demo`      - `demo_synthetic()`: the shipped synthetic-motion preset on freshly generated clips.
 
 Importing this package does not import TensorFlow.
 """
@@ -18,7 +17,6 @@ Importing this package does not import TensorFlow.
 import importlib
 
 _EXPORTS = {
-    "demo_synthetic": "video_swin.training.demo",
     "train": "video_swin.training.train",
     "TrainConfig": "video_swin.training.train",
     "evaluate": "video_swin.training.evaluate",

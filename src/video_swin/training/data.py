@@ -36,8 +36,8 @@ from typing import Sequence
 
 import numpy as np
 
-from video_swin.preprocess import DEFAULT_MEAN, DEFAULT_STD, Protocol, resize_short_side
-from video_swin.sampling import center_clip_indices, random_clip_indices
+from video_swin.data.preprocess import DEFAULT_MEAN, DEFAULT_STD, Protocol, resize_short_side
+from video_swin.data.sampling import center_clip_indices, random_clip_indices
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".gif"}
@@ -211,7 +211,7 @@ class VideoSource:
 
     def num_frames(self, i: int) -> int:
         if i not in self._counts:
-            from video_swin.video import probe
+            from video_swin.data.video import probe
 
             n = probe(self.listing.paths[i]).num_frames
             with self._lock:
@@ -219,7 +219,7 @@ class VideoSource:
         return self._counts[i]
 
     def read(self, i: int, indices, short_side: int | None) -> np.ndarray:
-        from video_swin.video import read_frames
+        from video_swin.data.video import read_frames
 
         fn = (lambda f: resize_short_side(f, short_side)) if short_side else None
         return read_frames(self.listing.paths[i], indices, frame_fn=fn)

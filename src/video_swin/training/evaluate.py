@@ -93,8 +93,8 @@ def evaluate(preset, data, views: str | None = None, quick: bool = False, worker
     Protocol: the preset's (official multi-view), `views="AxB"` to override, or `quick=True` for one
     centre clip with a centre crop. Returns the metrics dict (and writes it as JSON to `out`).
     """
-    from video_swin import presets
-    from video_swin.preprocess import Protocol
+    from video_swin.models import presets
+    from video_swin.data.preprocess import Protocol
     from video_swin.training import data as data_mod
     from video_swin.training import tfrecords
 

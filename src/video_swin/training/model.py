@@ -34,7 +34,7 @@ def arch_names():
 
 
 def architecture_for(arch: str, **overrides) -> dict:
-    from video_swin.model import VARIANTS, variant_config
+    from video_swin.models import VARIANTS, variant_config
 
     if arch in SCRATCH_ARCHS:
         config = dict(SCRATCH_ARCHS[arch])
@@ -75,8 +75,8 @@ def build_classifier(num_classes, preset=None, arch=None, head_dropout=0.5, drop
     background_difference: True/False sets the input stem of an arch/architecture; None keeps what the
     preset / arch has (a preset's backbone learnt with or without it, so a contradicting value is refused).
     """
-    from video_swin import presets
-    from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
+    from video_swin.models import presets
+    from video_swin.models import VideoSwinBackbone, VideoSwinClassifier
 
     source_weights = None
     if preset is not None:

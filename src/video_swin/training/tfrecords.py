@@ -32,8 +32,8 @@ def _encode_video(job):
     path, short_side, quality, max_frames = job
     import cv2
 
-    from video_swin.preprocess import resize_short_side
-    from video_swin.video import VideoError, probe, read_frames
+    from video_swin.data.preprocess import resize_short_side
+    from video_swin.data.video import VideoError, probe, read_frames
 
     try:
         info = probe(path)

@@ -182,15 +182,6 @@ def optimizer_variables(optimizer):
     return out
 
 
-def _atomic_write_bytes(path: Path, data: bytes):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(folder: Path, model, optimizer, state: dict, keep: int = 2) -> Path:
     """model + optimizer variables and the loop state in one .npz, written atomically; then the pointer."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -202,8 +193,8 @@ def save_checkpoint(folder: Path, model, optimizer, state: dict, keep: int = 2) 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     name = f"ckpt-{int(state['step']):07d}.npz"
-    _atomic_write_bytes(folder / name, buf.getvalue())
-    _atomic_write_bytes(folder / POINTER, json.dumps({"latest": name, "step": int(state["step"])}).encode())
+    files.atomic_write_bytes(folder / name, buf.getvalue())
+    files.atomic_write_bytes(folder / POINTER, json.dumps({"latest": name, "step": int(state["step"])}).encode())
     ckpts = sorted(folder.glob("ckpt-*.npz"))
     for old in ckpts[: max(0, len(ckpts) - int(keep))]:
         if old.name != name:
@@ -317,8 +308,6 @@ def make_train_step(model, optimizer, strategy, num_classes: int, examples_per_s
     """
     import tensorflow as tf
 
-    from video_swin.model import prefer_memory_minimising_xla_schedule
-
     k = int(accum_steps)
     denominator = float(examples_per_step)
 
@@ -363,8 +352,6 @@ def make_train_step(model, optimizer, strategy, num_classes: int, examples_per_s
     # XLA only on one replica (as Keras, XLA is off under tf.distribute's multi-replica strategies);
     # None chooses it there, as `model.compile()` does (benchmarks/RESULTS.md: the faster step on CPUs).
     jit = (True if jit_compile is None else bool(jit_compile)) and strategy.num_replicas_in_sync == 1
-    if jit:
-        prefer_memory_minimising_xla_schedule()
     # autograph=False: the code above has no Python control flow on tensors, and converting it (and
     # everything it calls) costs seconds of tracing.
     return tf.function(step, jit_compile=jit, autograph=False)
@@ -436,7 +423,7 @@ def _val_dataset(val_source, spec, workers):
 def preprocessing_for(config: TrainConfig) -> dict:
     """The preset's test protocol: the training sampling, `test_views`; three crops need the crop size
     as short side (the official protocol), a centre crop keeps the training short side."""
-    from video_swin.preprocess import parse_views
+    from video_swin.data.preprocess import parse_views
 
     clips, crops = parse_views(config.test_views)
     return {
@@ -452,11 +439,14 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
 
     `source`/`val_source`: ready sources (e.g. `data.ArraySource`) instead of `config.data`/`val_data`.
     """
+    from video_swin import runtime
+
+    runtime.configure()  # before TensorFlow makes its first tensor (the allocator) and compiles (XLA's schedule)
     import keras
     import tensorflow as tf
 
-    from video_swin import presets
-    from video_swin.model import releasing_freed_heap
+    from video_swin.models import presets
+    from video_swin.runtime import releasing_freed_heap
     from video_swin.training import optim
     from video_swin.training import plot as plot_mod
     from video_swin.training.evaluate import metrics, predict_views
@@ -614,8 +604,8 @@ def _float32_copy(model, config):
     strategy and without the frozen-stage / recomputation wrappers."""
     if config.precision == "float32" and config.strategy == "default" and not config.remat and config.frozen_stages < 0:
         return model
-    from video_swin.model import VideoSwinBackbone, VideoSwinClassifier
-    from video_swin.presets import architecture_of
+    from video_swin.models import VideoSwinBackbone, VideoSwinClassifier
+    from video_swin.models.presets import architecture_of
     from video_swin.training.model import dtype_policy
 
     with dtype_policy("float32"):
@@ -627,7 +617,7 @@ def _float32_copy(model, config):
 
 def write_history(out: Path, history: list):
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(out / "history.json", (json.dumps(history, indent=2) + "\n").encode())
+    files.atomic_write_bytes(out / "history.json", (json.dumps(history, indent=2) + "\n").encode())
     keys = ["epoch", "step", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "clips_per_s",
             "epoch_seconds"]
     buf = io.StringIO()
@@ -635,7 +625,7 @@ def write_history(out: Path, history: list):
     writer.writeheader()
     for h in history:
         writer.writerow(h)
-    _atomic_write_bytes(out / "history.csv", buf.getvalue().encode())
+    files.atomic_write_bytes(out / "history.csv", buf.getvalue().encode())
     from video_swin.training.plot import plot_history
 
     plot_history(history, out / "training.png")

@@ -1,0 +1,76 @@
+"""`video-swin` command line: the parser, and the one-line error contract around every command.
+
+Each command lives in the module of its concern (`checkpoints`, `inference`, `deploy`, `training`,
+`checks`, `demo`), registered by `add_subcommands(sub)`, and is a thin layer over a Python API function.
+Modules import their heavy dependencies only when a command runs: `verify` must import torch before
+TensorFlow, and `--help` should not wait for TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+COMMAND_MODULES = ("checks", "checkpoints", "inference", "demo", "deploy", "training")
+
+
+class CommandError(Exception):
+    """A failure already explained in one line."""
+
+
+def build_parser():
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="video-swin", description="Video Swin Transformer in Keras 3")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"video_swin.cli.{name}").add_subcommands(sub)
+    return parser
+
+
+def one_line(exc) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def console():
+    """The `video-swin` executable: `main` in a process whose stderr carries only our own lines.
+
+    TensorFlow's native logging (absl, oneDNN, XLA) and library warnings would otherwise break the
+    one-line error contract on some CPUs (AVX512 servers, where oneDNN is on). `VIDEO_SWIN_DEBUG=1`
+    keeps everything, with tracebacks.
+    """
+    if not os.environ.get("VIDEO_SWIN_DEBUG"):
+        from video_swin import runtime
+
+        runtime.quiet_native_stderr()
+        warnings.simplefilter("ignore")
+    sys.exit(main())
+
+
+def main(argv=None):
+    """Runs one command; returns the exit status. Errors are one line on stderr, never a traceback."""
+    args = build_parser().parse_args(argv)
+    debug = bool(os.environ.get("VIDEO_SWIN_DEBUG"))
+    from video_swin import runtime
+
+    runtime.configure()
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("video-swin: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure is one line, never a traceback
+        if debug:
+            raise
+        message = one_line(exc)
+        if not isinstance(exc, (ValueError, OSError, RuntimeError, CommandError)):
+            message = f"unexpected {type(exc).__name__}: {message} (VIDEO_SWIN_DEBUG=1 shows a traceback)"
+        print(f"video-swin: error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    console()

@@ -1,0 +1,1 @@
+"""Putting a preset into production: `export` (SavedModel, TFLite, ONNX)."""

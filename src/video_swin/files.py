@@ -1,0 +1,76 @@
+"""Atomic file output: nothing half-written ever sits under a final name.
+
+Every writer of the package (presets, exports, training checkpoints, TFRecords, videos, plots) goes
+through these: the output is written under a temporary name in the same folder and renamed into place
+only when complete, so a crash, `kill -9` or a full disk leaves either the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def replace_into_place(new, out):
+    """Renames `new` (a file or folder) to `out`; an existing `out` is moved aside first and deleted only
+    once `new` is in place."""
+    new, out = Path(new), Path(out)
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, old / "x")
+    os.replace(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_path(out, overwrite=True):
+    """Yields a temporary path beside `out` (not yet created: write a file or a folder there) that becomes
+    `out` only if the block succeeds and wrote it; on failure nothing is left."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = tmp_root / out.name
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OSError(f"nothing was written for {out}")
+        replace_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(out_dir, overwrite=False):
+    """Yields a new temporary folder that becomes `out_dir` only if the block succeeds."""
+    with atomic_path(out_dir, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        yield tmp
+
+
+def atomic_write_bytes(path, data: bytes):
+    """Writes `data` to `path` atomically, flushed to disk before the rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_of(path, chunk=1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

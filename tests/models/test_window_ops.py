@@ -1,0 +1,83 @@
+"""The window functions against torchvision's helpers and against their plain formulations (roll,
+8-D transpose, tanh-free GELU)."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.video import swin_transformer as tv
+
+from video_swin.models import window_ops
+
+
+@pytest.mark.parametrize("sizes", [(16, 56, 56), (8, 7, 7), (9, 8, 6), (1, 1, 1), (4, 14, 3)])
+def test_effective_window_matches_torchvision(sizes):
+    window, shift = window_ops.effective_window_and_shift(sizes, (8, 7, 7), (4, 3, 3))
+    tv_window, tv_shift = tv._get_window_and_shift_size([4, 3, 3], list(sizes), [8, 7, 7])
+    assert list(window) == list(tv_window) and list(shift) == list(tv_shift)
+
+
+def test_equal_size_shrinks_and_stops_shifting():
+    window, shift = window_ops.effective_window_and_shift((8, 7, 9), (8, 7, 7), (4, 3, 3))
+    assert window == (8, 7, 7) and shift == (0, 0, 3)
+
+
+@pytest.mark.parametrize("shifts", [(4, 3, 3), (0, 3, 0), (1, 0, 2)])
+def test_cyclic_shift_equals_roll(shifts):
+    x = np.random.default_rng(0).standard_normal((2, 8, 7, 9, 3)).astype("float32")
+    expected = np.roll(x, [-s for s in shifts], axis=(1, 2, 3))
+    np.testing.assert_array_equal(np.asarray(window_ops.cyclic_shift(x, shifts)), expected)
+    back = window_ops.reverse_cyclic_shift(window_ops.cyclic_shift(x, shifts), shifts)
+    np.testing.assert_array_equal(np.asarray(back), x)
+
+
+def _plain_partition(x, window):
+    b, d, h, w, c = x.shape
+    wd, wh, ww = window
+    x = x.reshape(b, d // wd, wd, h // wh, wh, w // ww, ww, c)
+    return x.transpose(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, wd * wh * ww, c)
+
+
+@pytest.mark.parametrize("window", [(2, 7, 7), (4, 2, 3), (1, 1, 1)])
+def test_window_partition_equals_8d_formulation(window):
+    x = np.random.default_rng(1).standard_normal((2, 4, 14, 21, 5)).astype("float32")
+    windows = np.asarray(window_ops.window_partition(x, window))
+    np.testing.assert_array_equal(windows, _plain_partition(x, window))
+    np.testing.assert_array_equal(np.asarray(window_ops.window_reverse(windows, window, (4, 14, 21))), x)
+
+
+@pytest.mark.parametrize(
+    "padded,window,shift",
+    [((16, 56, 56), (8, 7, 7), (4, 3, 3)), ((8, 14, 21), (8, 7, 7), (0, 3, 3)), ((6, 12, 9), (2, 4, 3), (1, 2, 0))],
+)
+def test_mask_matches_torchvision(padded, window, shift):
+    x = torch.zeros(1)
+    expected = tv._compute_attention_mask_3d(x, padded, window, shift).squeeze(1).squeeze(2).numpy()
+    ours = np.asarray(window_ops.shifted_window_mask(padded, window, shift))
+    np.testing.assert_array_equal(ours.reshape(expected.shape), expected)
+    assert set(np.unique(ours)) <= {0.0, -100.0}
+
+
+@pytest.mark.parametrize("window", [(8, 7, 7), (16, 7, 7), (2, 3, 4)])
+def test_relative_position_index_matches_torchvision(window):
+    module = tv.ShiftedWindowAttention3d(12, list(window), [0, 0, 0], 3)
+    np.testing.assert_array_equal(
+        window_ops.relative_position_index(window), module.relative_position_index.numpy().reshape(
+            (np.prod(window),) * 2
+        )
+    )
+
+
+def test_gelu_is_the_exact_erf_form():
+    x = np.linspace(-8, 8, 20001, dtype="float32")
+    expected = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(window_ops.gelu_erf(x)), expected, rtol=0, atol=1e-6)
+    tanh_form = torch.nn.functional.gelu(torch.from_numpy(x), approximate="tanh").numpy()
+    assert np.max(np.abs(tanh_form - expected)) > 1e-4  # the test distinguishes the two forms
+
+
+def test_pad_amount():
+    for size, multiple in itertools.product(range(1, 20), (1, 2, 4, 7, 8)):
+        assert (size + window_ops.pad_amount(size, multiple)) % multiple == 0
+        assert 0 <= window_ops.pad_amount(size, multiple) < multiple
