@@ -83,7 +83,7 @@ def main(argv=None):
 
     from video_swin.models import presets
     from video_swin.data import synthetic
-    from video_swin.training import second_generator
+    from video_swin.data import second_generator
     from video_swin.training.data import ArraySource
     from video_swin.zoo.synthetic_motion import classify_clips
     from video_swin.training.train import TrainConfig, train

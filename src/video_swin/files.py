@@ -55,13 +55,18 @@ def atomic_directory(out_dir, overwrite=False):
         yield tmp
 
 
+def write_bytes(path, data: bytes):
+    """Writes `data` to `path` and flushes it to disk (inside `atomic_path`, before the rename)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write_bytes(path, data: bytes):
     """Writes `data` to `path` atomically, flushed to disk before the rename."""
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        write_bytes(tmp, data)
 
 
 def atomic_write_text(path, text: str):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from video_swin import cli
+from video_swin import cli, files
 from video_swin.deploy import export
 from video_swin.data import preprocess
 from video_swin.models import presets
@@ -291,7 +291,7 @@ def test_failed_export_leaves_nothing(fmt, small, tmp_path, monkeypatch):
             Path(path).write_bytes(data[:10])
             raise RuntimeError("disk full")
 
-        monkeypatch.setattr(export, "_write_bytes", write_then_fail)
+        monkeypatch.setattr(files, "write_bytes", write_then_fail)
     target = tmp_path / "out" / {"savedmodel": "sm", "tflite": "m.tflite", "onnx": "m.onnx"}[fmt]
     static = dict(frames=4, size=(16, 16)) if fmt != "savedmodel" else {}
     with pytest.raises(RuntimeError, match="disk full"):

@@ -55,7 +55,7 @@ def test_fresh_clips_are_classified_as_well_as_the_metadata_says():
 def test_fresh_clips_of_the_second_generator_as_well_as_the_metadata_says():
     """The independent generator (other rasteriser, shapes and noise; solid backgrounds as the issue
     describes): the model learnt the motions, not our generator's look."""
-    from video_swin.training import second_generator
+    from video_swin.data import second_generator
     from video_swin.zoo.synthetic_motion import classify_clips
 
     claimed = json.loads((PRESET_DIR / "metadata.json").read_text())["evaluation"]["second_generator_solid"]["top1"]

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from video_swin import files
+
 FORMATS = ("savedmodel", "tflite", "onnx")
 INPUTS = ("uint8", "float")
 ONNX_OPSET = 17
@@ -193,7 +195,7 @@ def export_tflite(model, out, preprocessing, shape, quantize=False, input_kind="
     except Exception as exc:
         raise ExportError(f"TFLite conversion with builtin ops failed: {_one_line(exc)[:500]}") from None
     with files.atomic_path(out, overwrite) as tmp:
-        tmp.write_bytes(flatbuffer)
+        files.write_bytes(tmp, flatbuffer)
     return Path(out)
 
 
@@ -222,7 +224,7 @@ def export_onnx(model, out, preprocessing, shape=(None, None, None), input_kind=
     entry.key = "video_swin"
     entry.value = json.dumps(_metadata(config, preprocessing, {fn.input_signature[0].name: _input_description(input_kind, shape)}))
     with files.atomic_path(out, overwrite) as tmp:
-        tmp.write_bytes(proto.SerializeToString())
+        files.write_bytes(tmp, proto.SerializeToString())
     return Path(out)
 
 

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from video_swin import files
+
 CHECKPOINT_DIR = "checkpoints"
 POINTER = "checkpoint.json"
 
