@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-DEFAULT_PRESET = Path(__file__).resolve().parents[1] / "src" / "video_swin" / "pretrained" / "synthetic_motion"
+DEFAULT_PRESET = Path(__file__).resolve().parents[1] / "src" / "video_swin" / "zoo" / "builtin" / "synthetic_motion"
 
 
 def softmax(z):

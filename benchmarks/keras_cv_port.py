@@ -23,7 +23,7 @@ machines it imports with (into a folder of its own, so that the test environment
     pip install --no-deps --target /tmp/kcv keras-cv==0.9.0 dm-tree regex kagglehub tensorflow-datasets \\
         etils toml promise tensorflow-metadata immutabledict
     KERAS_CV_PATH=/tmp/kcv .venv/bin/python benchmarks/keras_cv_port.py --variants tiny,small,base \\
-        --frames 16,32 --runs 5 --json benchmarks/keras_cv_port_batch1_2026-11-28.json
+        --frames 16,32 --runs 5 --json benchmarks/results/2026-11-28/keras_cv_port_batch1_2026-11-28.json
 
 A side that cannot run (keras-cv missing, a shape it refuses) is reported as failed; the others still run.
 """

@@ -4,7 +4,7 @@ Run on the lent GPU machine (Keras on JAX; no TensorFlow there), from the reposi
     KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false SWEEP_SECONDS=230 python3 scripts/synthetic_recipe_sweep.py
 CONFIGS=name,name picks configurations, PRE=plain|clipstd|tmean the input normalisation (set per name
 prefix cs_/tm_), NTRAIN the number of training clips. The logs of the two runs of 2026-11-27 (H100) are
-benchmarks/synthetic_recipe_sweep_h100_2026-11-27.log: every configuration stayed at chance
+benchmarks/results/2026-11-27/synthetic_recipe_sweep_h100_2026-11-27.log: every configuration stayed at chance
 (12.5 %) for 1000-3000 steps of 16 clips, which is why the shipped preset has the background-difference
 input stem (scripts/train_synthetic.py, docs/training.md).
 """

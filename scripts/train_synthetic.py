@@ -10,7 +10,7 @@
    Without it the model stays at chance for thousands of steps on this data: before any motion can be
    learnt it must find a shape of unknown colour on a background of unknown colour, and a linear patch
    embedding cannot undo the sign of an unknown contrast (measured: 3000 steps of batch 16 at 12.5 % on
-   a GPU, lr 3e-4 to 3e-3, `benchmarks/synthetic_recipe_sweep_h100_2026-11-27.log`; with the input
+   a GPU, lr 3e-4 to 3e-3, `benchmarks/results/2026-11-27/synthetic_recipe_sweep_h100_2026-11-27.log`; with the input
    stem, 87 % validation after 500 steps on 2 CPU cores: `--clips 8000 --compressed 0 --epochs 1`). Augmentation uses the classes' symmetries
    instead of a plain flip (a plain flip would be wrong: the set has left/right classes): a horizontal
    flip swaps left/right and clockwise/anticlockwise, a vertical flip up/down and the rotations,

@@ -9,7 +9,7 @@ calls it once, first thing (the allocator setting must precede TensorFlow's firs
 
 Each setting, what it measured, and how to turn it off (every one also keeps a value you set yourself):
 
-| setting | what it does | measured (benchmarks/RESULTS.md) | off |
+| setting | what it does | measured (benchmarks/HISTORY.md) | off |
 |---|---|---|---|
 | pooled CPU allocator | `TF_CPU_ALLOCATOR_USE_BFC=true`: TensorFlow keeps freed buffers for reuse | the default allocator page-faults every buffer afresh: 2.2 GiB of pages per Swin-T training step at batch 2 x 16x224², 74-233 MiB per inference call | `configure(pooled_allocator=False)` or set the variable yourself |
 | memory-minimising XLA schedule | adds `--xla_cpu_enable_concurrency_optimized_scheduler=false` to `XLA_FLAGS` | Swin-T 16x224²: XLA's temporary buffer 206 -> 92 MiB at the same speed | `configure(memory_minimising_xla_schedule=False)` or set the flag yourself |

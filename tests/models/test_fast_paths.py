@@ -203,7 +203,7 @@ def test_compile_defaults_to_xla_on_tensorflow_and_keeps_explicit_choices():
 
 def test_the_optimizer_is_built_before_the_train_function_is_traced():
     """Built inside the trace (Keras' default on TensorFlow without a strategy), the optimizer's slots
-    made the XLA step compile longer and peak higher (benchmarks/RESULTS.md)."""
+    made the XLA step compile longer and peak higher (benchmarks/HISTORY.md)."""
     model = _classifier()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss)  # AdamW: an optimizer with slots
@@ -225,7 +225,7 @@ def _xla_training_step(model, x, y):
 
 
 def test_mlp_gradients_stay_lean_under_xla():
-    """Two measured costs of a Swin-T training step (benchmarks/RESULTS.md), checked where they arise:
+    """Two measured costs of a Swin-T training step (benchmarks/HISTORY.md), checked where they arise:
     the MLP's bias gradients are reduced over the rows of 2-d gradients (XLA:CPU reduces a 5-d one over
     its leading axes in a strided loop, 1.2 s of a step), and XLA keeps the backward pass's erf apart from
     the forward's (merged, the forward's erf stays alive until the backward pass: ~370 MB of peak)."""

@@ -616,7 +616,7 @@ def machine_description():
     load = ""
     with contextlib.suppress(OSError):
         load = f", load average {Path('/proc/loadavg').read_text().split()[0]} at start"
-    # Memory-allocator settings move both sides' times (benchmarks/RESULTS.md), so a run names them.
+    # Memory-allocator settings move both sides' times (benchmarks/HISTORY.md), so a run names them.
     allocator = ", ".join(
         f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_") or k == "TF_CPU_ALLOCATOR_USE_BFC"
     )

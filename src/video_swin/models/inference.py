@@ -41,7 +41,7 @@ def _trace_ahead_of_compiling(fns, x):
 
     Tracing is Python, on one core; XLA's compiler and the run release the GIL. On Swin-T at 16x224x224
     (2 cores) the first call took 10.3-10.8 s as one function and 9.0-9.1 s as one function per stage
-    traced ahead (benchmarks/RESULTS.md). The functions' outputs are single tensors.
+    traced ahead (benchmarks/HISTORY.md). The functions' outputs are single tensors.
     """
     import tensorflow as tf
 
@@ -62,7 +62,7 @@ class XlaInference:
     (`classify.VideoClassifier` turns it off: on one video the compile costs more than it saves).
 
     Keras resolves `jit_compile="auto"` to False on CPU-only hosts, but for this model XLA is the faster
-    inference path on CPU as well (benchmarks/RESULTS.md: about a quarter less CPU time per clip than
+    inference path on CPU as well (benchmarks/HISTORY.md: about a quarter less CPU time per clip than
     the plain TensorFlow graph), so `predict_step` calls the model through `jit_compile=True` functions,
     one per stage (`_inference_segments`): `predict_on_batch` traces a new input shape's next stage while
     XLA compiles the one before. `model.inference_jit_compile = False` turns this off; `model(x)` stays
@@ -76,7 +76,7 @@ class XlaInference:
     def compile(self, *args, **kwargs):
         """Keras' `compile`, with its default `jit_compile="auto"` resolved to XLA on TensorFlow on CPUs as
         well (Keras turns XLA off on CPU-only hosts): for this model XLA's training step is the faster
-        and smaller one there too (benchmarks/RESULTS.md). Not under a tf.distribute strategy or with
+        and smaller one there too (benchmarks/HISTORY.md). Not under a tf.distribute strategy or with
         `run_eagerly=True`, as in Keras."""
         given = inspect.signature(keras.Model.compile).bind(self, *args, **kwargs).arguments
         if "jit_compile" not in given and not given.get("run_eagerly") and keras.backend.backend() == "tensorflow":
@@ -168,7 +168,7 @@ class XlaInference:
         if self._xla_trace_count() == traces:
             return self._xla_forward(x).numpy()
         # Only after: giving memory back during the compile (`releasing_freed_heap`) lowered this peak by
-        # ~20 MiB and lengthened Swin-T's first call by ~0.6 s (benchmarks/RESULTS.md).
+        # ~20 MiB and lengthened Swin-T's first call by ~0.6 s (benchmarks/HISTORY.md).
         out = _trace_ahead_of_compiling(fns, x).numpy()
         runtime.release_freed_heap()
         return out

@@ -321,7 +321,7 @@ class WindowAttention3D(keras.layers.Layer):
     # where they take more than this for the whole batch: for Swin-T at batch 2 x 16x224x224 in stage 1
     # (236 MB per block), not from stage 2 on (118 MB). Measured on that step: peak memory 4353 -> 3940 MiB
     # at no measurable cost in time; recomputing in every block gave 3681 MiB but cost time (1.02 and
-    # 1.08 x in two measurements; benchmarks/RESULTS.md).
+    # 1.08 x in two measurements; benchmarks/HISTORY.md).
     RECOMPUTE_PROBABILITIES_ABOVE_BYTES = 128 * 2**20
 
     def _recomputes_probabilities(self, q):
@@ -333,7 +333,7 @@ class WindowAttention3D(keras.layers.Layer):
     # Inference without the softmax's row-maximum pass (`window_ops.attention_with_bounded_offsets`) where it
     # pays: "auto" takes it for unmasked windows in float32 in compiled graphs with static shapes on the CPU,
     # where XLA runs the softmax as separate passes over the scores (Swin-T 16x224x224: 0.94-0.96 x the
-    # time in two same-process measurements, benchmarks/RESULTS.md); exported graphs (dynamic batch) stay
+    # time in two same-process measurements, benchmarks/HISTORY.md); exported graphs (dynamic batch) stay
     # on the plain path. Masked windows too, with a second bound (the token's own score) and a fallback to
     # the plain path for rows that would overflow, measured no faster than unmasked windows alone and
     # compiled ~3 s longer. False never takes it (benchmarks compare both).

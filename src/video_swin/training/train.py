@@ -352,7 +352,7 @@ def make_train_step(model, optimizer, strategy, num_classes: int, examples_per_s
         return strategy.reduce(sum_, loss_sum, axis=None), strategy.reduce(sum_, correct, axis=None)
 
     # XLA only on one replica (as Keras, XLA is off under tf.distribute's multi-replica strategies);
-    # None chooses it there, as `model.compile()` does (benchmarks/RESULTS.md: the faster step on CPUs).
+    # None chooses it there, as `model.compile()` does (benchmarks/HISTORY.md: the faster step on CPUs).
     jit = (True if jit_compile is None else bool(jit_compile)) and strategy.num_replicas_in_sync == 1
     # autograph=False: the code above has no Python control flow on tensors, and converting it (and
     # everything it calls) costs seconds of tracing.
