@@ -13,6 +13,7 @@ The package, one folder per concern (docs/architecture.md has the map and the da
 * `cli`         - the `video-swin` command
 * `runtime`     - process-wide settings, applied by `runtime.configure()` (never on import)
 * `files`       - atomic writes
+* `plotting`    - matplotlib figures saved as PNG (no pyplot, the user's settings untouched)
 
 Attributes are imported lazily: importing the package does not import TensorFlow, so a process can
 import torch first when it needs both (the other order crashes with torch 2.14). Importing changes

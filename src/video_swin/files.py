@@ -63,6 +63,13 @@ def write_bytes(path, data: bytes):
         os.fsync(f.fileno())
 
 
+def sync_to_disk(path):
+    """Flushes a file that a library wrote and closed (without fsync) to disk: call it inside `atomic_path`,
+    before the rename, so the renamed file is never empty after a power cut."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def atomic_write_bytes(path, data: bytes):
     """Writes `data` to `path` atomically, flushed to disk before the rename."""
     with atomic_path(path) as tmp:

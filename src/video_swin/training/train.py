@@ -450,7 +450,6 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
     from video_swin.models import presets
     from video_swin.runtime import releasing_freed_heap
     from video_swin.training import optim
-    from video_swin.training import plot as plot_mod
     from video_swin.training.evaluate import metrics, predict_views
     from video_swin.training.model import build_classifier
 
