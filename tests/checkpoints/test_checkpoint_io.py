@@ -8,8 +8,11 @@ import argparse
 import builtins
 import collections
 import io
+import json
 import os
 import pickle
+import struct
+import subprocess
 import sys
 import zipfile
 
@@ -435,9 +438,109 @@ def test_truncated_safetensors(tmp_path):
     one_line_error(tmp_path / "head.safetensors", "truncated")
 
 
-def test_reader_never_imports_torch(tmp_path):
-    import subprocess
+def safetensors_file(path, header, data=b"", header_len=None, raw=None):
+    """A safetensors file written byte by byte, for headers no writer would produce."""
+    blob = raw if raw is not None else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob) if header_len is None else header_len) + blob + data)
+    return path
 
+
+F32_PAIR = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+
+
+@pytest.mark.parametrize("header, data, header_len, raw, message", [
+    (F32_PAIR, b"\0" * 8, 10_000, None, "truncated safetensors file: header claims 10000 bytes, file has 69"),
+    ({}, b"", 2**63, None, "truncated safetensors file: header claims 9223372036854775808 bytes"),
+    (None, b"\0" * 8, None, b"{not json}", "invalid JSON in header"),
+    (None, b"", None, b'{"\xff": 1}', "invalid UTF-8 in header"),
+    ({"a": 3}, b"", None, None, "invalid safetensors file"),
+    (F32_PAIR, b"\0" * 4, None, None, "truncated safetensors file: its tensors end at byte 8 of a 4-byte data section"),
+    (F32_PAIR, b"\0" * 16, None, None, "invalid safetensors file: 8 bytes follow the last tensor's data"),
+    ({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8, None, None,
+     "tensor 'a': data_offsets span 8 bytes, shape [3] of F32 needs 12"),
+    ({"a": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 8]}}, b"\0" * 8, None, None, "overflow"),
+    ({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8, None, None, "invalid safetensors file"),
+    ({**F32_PAIR, "b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8, None, None,
+     "invalid offset for tensor"),
+    ({"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}}, b"\0" * 8, None, None, "invalid offset"),
+    ({"a": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}}, b"\0" * 2, None, None,
+     "tensor 'a' has unsupported safetensors dtype 'F8_E4M3'"),
+    ({"a": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}, b"\0" * 8, None, None,
+     "unsupported safetensors dtype 'C64'"),
+    ({"a": {"dtype": "Q9", "shape": [2], "data_offsets": [0, 2]}}, b"\0" * 2, None, None, "unknown variant `Q9`"),
+    ({"__metadata__": {"x": 1}, **F32_PAIR}, b"\0" * 8, None, None, "invalid safetensors file"),
+])
+def test_corrupt_or_hostile_safetensors_are_refused_in_one_line(tmp_path, header, data, header_len, raw, message):
+    one_line_error(safetensors_file(tmp_path / "bad.safetensors", header, data, header_len, raw), message)
+
+
+def test_a_huge_declared_tensor_is_refused_without_allocating_it(tmp_path):
+    """A 1 KB file declaring a 400 GB tensor, read in a process whose address space is capped 1 GiB above
+    what it already uses: an allocation of the declared size would raise MemoryError instead."""
+    path = safetensors_file(tmp_path / "huge.safetensors",
+                            {"a": {"dtype": "F32", "shape": [100000, 100000, 10], "data_offsets": [0, 4 * 10**11]}},
+                            b"\0" * 1000)
+    code = (
+        "import resource\n"
+        "from video_swin.checkpoints.checkpoint_io import CheckpointError, read_tensors\n"
+        "used = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        f"    read_tensors({str(path)!r})\n"
+        "except CheckpointError as e:\n"
+        "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "truncated safetensors file: its tensors end at byte 400000000000 of a 1000-byte" in out.stdout
+
+
+def test_refused_writes_leave_nothing(tmp_path, monkeypatch):
+    import safetensors.numpy
+
+    path = tmp_path / "w.safetensors"
+    for tensors, message in [({"c": np.ones(2, np.complex64)}, "unsupported dtype complex64"),
+                             ({"o": np.array([None])}, "unsupported dtype object"),
+                             ({3: np.ones(2)}, "invalid tensor name 3"),
+                             ({"__metadata__": np.ones(2)}, "invalid tensor name '__metadata__'")]:
+        with pytest.raises(CheckpointError, match=message):
+            write_safetensors(path, tensors)
+    with pytest.raises(CheckpointError, match="metadata must map str to str"):
+        write_safetensors(path, {"x": np.ones(2)}, metadata={"epoch": 3})
+    assert list(tmp_path.iterdir()) == []
+
+    write_safetensors(path, {"x": np.ones(2, np.float32)})
+    before = path.read_bytes()
+
+    def half_written(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\x10\0\0\0")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        write_safetensors(path, {"x": np.zeros(2, np.float32)})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+def test_our_bfloat16_is_torchs_bfloat16(tmp_path):
+    import ml_dtypes
+    import safetensors.torch
+
+    values = np.array([1.5, -2.25, 3e38, 1e-40, np.inf], np.float32)
+    write_safetensors(tmp_path / "b.safetensors", {"b": values.astype(ml_dtypes.bfloat16)})
+    got = safetensors.torch.load_file(tmp_path / "b.safetensors")["b"]
+    assert got.dtype == torch.bfloat16
+    assert_bit_exact(read_tensors(tmp_path / "b.safetensors")["b"], got.float().numpy())
+    assert_bit_exact(got.float().numpy(), torch.from_numpy(values).bfloat16().float().numpy())
+
+
+def test_errors_of_the_unpicklers_stand_ins_name_the_file(tmp_path):
+    not_a_storage = _Reduce(torch._utils._rebuild_tensor_v2, ("text", 0, (2,), (1,), False, collections.OrderedDict()))
+    write_zip_checkpoint(tmp_path / "c.pth", pickle.dumps({"w": not_a_storage}, protocol=2))
+    one_line_error(tmp_path / "c.pth", "tensor rebuilt from something that is not a storage")
+
+
+def test_reader_never_imports_torch(tmp_path):
     torch.save({"state_dict": {"w": torch.randn(3)}}, tmp_path / "c.pth")
     code = ("import sys; from video_swin.checkpoints.checkpoint_io import read_tensors; "
             f"r = read_tensors({str(tmp_path / 'c.pth')!r}); "
