@@ -8,7 +8,8 @@ The package, one folder per concern (docs/architecture.md has the map and the da
 * `inference`   - classify (and the other uses of a trained model)
 * `training`    - fine-tuning and training, tf.data pipelines, evaluation
 * `deploy`      - exports (SavedModel, TFLite, ONNX)
-* `zoo`         - presets by name (the synthetic-motion model shipped inside the package)
+* `zoo`         - presets by name: the released checkpoints fetched, checked, converted and cached on
+                  first use (`resolve_preset`), and the synthetic-motion model shipped in the package
 * `checks`      - our model against torchvision: `verify` (numbers) and `bench` (speed, memory)
 * `cli`         - the `video-swin` command
 * `runtime`     - process-wide settings, applied by `runtime.configure()` (never on import)
@@ -27,8 +28,11 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "VideoSwinBackbone": "video_swin.models.backbone",
     "VideoSwinClassifier": "video_swin.models.classifier",
-    "from_preset": "video_swin.models.presets",
-    "load_preset": "video_swin.models.presets",
+    "from_preset": "video_swin.zoo.resolve",
+    "load_preset": "video_swin.zoo.resolve",
+    "resolve_preset": "video_swin.zoo.resolve",
+    "download_preset": "video_swin.zoo.resolve",
+    "list_presets": "video_swin.zoo.resolve",
     "save_preset": "video_swin.models.presets",
     "convert_checkpoint": "video_swin.checkpoints.convert",
     "classify": "video_swin.inference.classify",

@@ -138,9 +138,11 @@ def convert_checkpoint(
     labels_file=None,
     drop_path_rate=None,
     overwrite=False,
+    metadata=None,
 ):
     """Converts an official or torchvision checkpoint (.pth or .safetensors) into a preset folder.
 
+    metadata: extra entries for the preset's metadata.json (the zoo records where a download came from).
     Returns the preset path. Raises `ConversionError` / `checkpoint_io.CheckpointError` with a one-line
     message on any problem; nothing is written then.
     """
@@ -172,6 +174,7 @@ def convert_checkpoint(
         "source_sha256": files.sha256_of(src),
         "source_layout": layout,
         "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **(metadata or {}),
     }
     return presets.save_preset(model, out_dir, class_names=class_names, metadata=metadata, overwrite=overwrite)
 

@@ -35,9 +35,9 @@ def describe_preset(preset) -> str:
 
 
 def _cmd_info(args):
-    from video_swin.models import presets
+    from video_swin.zoo import resolve
 
-    preset = presets.load_preset(args.preset)
+    preset = resolve.load_preset(args.preset)
     model = preset.load_model()
     config, meta = preset.config, preset.metadata
     arch = config["architecture"]
@@ -57,6 +57,9 @@ def _cmd_info(args):
         f"converted:     {meta.get('converted', meta.get('created', 'n/a'))} by video_swin "
         f"{meta.get('package_version', '?')}",
     ]
+    if meta.get("zoo"):
+        zoo = meta["zoo"]
+        lines.append(f"registered:    {zoo.get('name')}, downloaded from {zoo.get('url')}; check: {zoo.get('sha256_check')}")
     print("\n".join(lines))
 
 
@@ -75,5 +78,5 @@ def add_subcommands(sub):
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("info", help="describe a preset")
-    p.add_argument("preset")
+    p.add_argument("preset", help="preset folder or registered name (`video-swin presets`)")
     p.set_defaults(func=_cmd_info)

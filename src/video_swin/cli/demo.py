@@ -84,9 +84,9 @@ def convert_and_classify(views="1x3"):
         t = result.timings
         print(f"  decode {t['decode_s']:.2f}s, preprocess {t['preprocess_s']:.2f}s, model {t['model_s']:.2f}s")
     print(
-        "These weights are RANDOM (seeded), so the labels above are meaningless. Convert a real checkpoint "
-        "(see README: `video-swin convert swin_tiny_patch244_window877_kinetics400_1k.pth k400-tiny`) and run "
-        "`video-swin classify VIDEO --preset k400-tiny` for real predictions."
+        "These weights are RANDOM (seeded), so the labels above are meaningless. For real predictions run "
+        "`video-swin classify VIDEO --preset kinetics400-swin-tiny` (the official Swin-T, fetched and converted "
+        "on first use; `video-swin presets` lists the others)."
     )
 
 

@@ -16,7 +16,7 @@ def _cmd_export(args):
 
 def add_subcommands(sub):
     p = sub.add_parser("export", help="export a preset for serving: TF SavedModel, TFLite/LiteRT or ONNX")
-    p.add_argument("preset", help="preset folder")
+    p.add_argument("preset", help="preset folder or registered name (`video-swin presets`)")
     p.add_argument("out", help="SavedModel folder, or .tflite / .onnx file, to create")
     p.add_argument("--format", required=True, choices=["savedmodel", "tflite", "onnx"])
     p.add_argument("--frames", type=int, metavar="T", help="static clip length (tflite default: protocol clip_len)")

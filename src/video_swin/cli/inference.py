@@ -62,7 +62,7 @@ def _report_failure(args, name, message):
 def add_subcommands(sub):
     p = sub.add_parser("classify", help="classify video files with a preset's test protocol")
     p.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR")
-    p.add_argument("--preset", required=True, help="preset folder (from `video-swin convert`)")
+    p.add_argument("--preset", required=True, help="preset folder, or a registered name (`video-swin presets`) fetched on first use")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--views", help="clips x crops, e.g. 4x3 (the protocol's default) or 1x1 (quick)")
     p.add_argument("--batch", type=int, default=1, help="views per model call (memory grows with it; default 1)")

@@ -27,7 +27,7 @@ def _cmd_train(args):
         devices=args.devices, max_steps=args.max_steps, jit_compile=args.jit, overwrite=args.overwrite,
     )
     if (config.preset is None) == (config.arch is None):
-        raise ValueError("pass exactly one of --preset DIR (fine-tune) and --arch NAME (from scratch)")
+        raise ValueError("pass exactly one of --preset DIR_OR_NAME (fine-tune) and --arch NAME (from scratch)")
     result = train(config)
     if result.get("preset"):
         print(f"done: {result['step']} steps; preset {result['preset']}")
@@ -59,7 +59,7 @@ def add_train_arguments(p):
     p.add_argument("--data", required=True, help="class-folder tree, 'path label' list, or extract-tfrecords folder")
     p.add_argument("--out", required=True, help="output folder (checkpoints, history, plot, final preset)")
     src = p.add_argument_group("model")
-    src.add_argument("--preset", help="fine-tune this preset's backbone (fresh head for the data's classes)")
+    src.add_argument("--preset", help="fine-tune this preset's backbone (folder or registered name; fresh head for the data's classes)")
     src.add_argument("--arch", choices=arch_names(), help="train this architecture from scratch instead")
     src.add_argument("--frozen-stages", type=int, default=-1,
                      help="-1: none; 0: patch embedding; k: patch embedding + first k stages (default -1)")

@@ -339,9 +339,9 @@ def export(preset, out, fmt="savedmodel", frames=None, size=None, dynamic=False,
     for module, pip_name in REQUIREMENTS[fmt]:  # before loading anything: fail fast and cheaply
         require(module, pip_name, f"{fmt} export")
     _check_backend()
-    from video_swin.models import presets
+    from video_swin.zoo import resolve as zoo_resolve
 
-    loaded = preset if isinstance(preset, presets.Preset) else presets.load_preset(preset)
+    loaded = zoo_resolve.load_preset(preset)  # a Preset, a folder or a registered name
     config, preprocessing = loaded.config, loaded.preprocessing
     if model is None:
         model = loaded.load_model()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from video_swin.models import presets
+from video_swin.zoo import resolve as zoo_resolve
 from video_swin.data.preprocess import Protocol, resize_short_side
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv"}
@@ -39,7 +40,7 @@ class VideoClassifier:
         from video_swin import runtime
 
         runtime.configure()
-        self.preset = preset if isinstance(preset, presets.Preset) else presets.load_preset(preset)
+        self.preset = zoo_resolve.load_preset(preset)  # a Preset, a folder or a registered name
         if not self.preset.config.get("num_classes"):
             raise presets.PresetError(f"{self.preset.path}: a backbone-only preset has no classes to rank")
         self.protocol = Protocol.from_dict(self.preset.preprocessing, views=views)

@@ -93,12 +93,12 @@ def evaluate(preset, data, views: str | None = None, quick: bool = False, worker
     Protocol: the preset's (official multi-view), `views="AxB"` to override, or `quick=True` for one
     centre clip with a centre crop. Returns the metrics dict (and writes it as JSON to `out`).
     """
-    from video_swin.models import presets
     from video_swin.data.preprocess import Protocol
     from video_swin.training import data as data_mod
     from video_swin.training import tfrecords
+    from video_swin.zoo import resolve as zoo_resolve
 
-    preset_obj = presets.load_preset(preset)
+    preset_obj = zoo_resolve.load_preset(preset)
     class_names = preset_obj.class_names
     if not class_names:
         raise ValueError(f"{preset}: the preset has no classifier head (backbone only); fine-tune it first")
@@ -145,7 +145,8 @@ def evaluate(preset, data, views: str | None = None, quick: bool = False, worker
 
 def add_arguments(parser):
     parser.add_argument("--data", required=True, help="class-folder tree, 'path label' list or TFRecord folder")
-    parser.add_argument("--preset", required=True, help="a classifier preset folder")
+    parser.add_argument("--preset", required=True,
+                        help="a classifier preset: folder or registered name (`video-swin presets`)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--views", help="override the preset's views, e.g. 4x3 (clips x crops)")
     mode.add_argument("--quick", action="store_true", help="one centre clip, centre crop per video")

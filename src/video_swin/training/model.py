@@ -67,7 +67,7 @@ def build_classifier(num_classes, preset=None, arch=None, head_dropout=0.5, drop
                      background_difference=None):
     """A VideoSwinClassifier with a fresh `num_classes` head.
 
-    preset: a preset folder (classifier or backbone-only): its backbone weights are loaded; arch: a
+    preset: a preset folder or registered name (classifier or backbone-only): its backbone weights are loaded; arch: a
     name from `arch_names()` for training from scratch; architecture: explicit backbone kwargs.
     drop_path_rate overrides the preset's / arch's stochastic depth. frozen_stages: -1 none, 0 the patch
     embedding, k >= 1 the patch embedding and the first k stages (not trainable, always in inference
@@ -77,10 +77,11 @@ def build_classifier(num_classes, preset=None, arch=None, head_dropout=0.5, drop
     """
     from video_swin.models import presets
     from video_swin.models import VideoSwinBackbone, VideoSwinClassifier
+    from video_swin.zoo import resolve as zoo_resolve
 
     source_weights = None
     if preset is not None:
-        loaded = presets.load_preset(preset)
+        loaded = zoo_resolve.load_preset(preset)
         config = {k: v for k, v in loaded.config["architecture"].items() if k in presets.ARCHITECTURE_KEYS}
         with dtype_policy("float32"):
             source = loaded.load_model()

@@ -51,7 +51,7 @@ class TrainConfig:
     data: str | None = None  # class folders, 'path label' list, or an extract-tfrecords folder
     val_data: str | None = None
     val_split: float = 0.1  # held-out fraction of `data` when there is no val_data (0: no validation)
-    preset: str | None = None  # fine-tune: backbone weights from this preset, fresh head
+    preset: str | None = None  # fine-tune: backbone weights from this preset (folder or registered name), fresh head
     arch: str | None = None  # train from scratch: tiny|small|base|large|synthetic-small|test-micro
     epochs: int = 30
     batch_size: int = 8  # global micro-batch: clips per forward pass over all replicas
@@ -463,7 +463,7 @@ def train(config: TrainConfig, source=None, val_source=None, class_names=None, l
     if config.batch_size % replicas:
         raise TrainingError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas")
     if config.preset is None and config.arch is None:
-        raise TrainingError("pass --preset DIR (fine-tune) or --arch NAME (train from scratch)")
+        raise TrainingError("pass --preset DIR_OR_NAME (fine-tune) or --arch NAME (train from scratch)")
 
     keras.utils.set_random_seed(config.seed)
     train_data, val_source, classes = _load_sources(config, source, val_source, class_names)
