@@ -6,7 +6,7 @@
 TensorFlow is not on the GPU machines this project is lent (their image carries PyTorch and JAX), so
 "ours" is the same Keras model code on Keras' JAX backend: `model.predict_on_batch`-equivalent forward,
 compiled once by XLA (`jax.jit` of the stateless call); in half precision also with the fused
-attention path (`WindowAttention3D._attend_fused`: `ops.dot_product_attention`, cuDNN flash attention
+attention kernel (`attention.fused`: `ops.dot_product_attention`, cuDNN flash attention
 when JAX can use it), side `ours_xla_fused`, with its logit difference from the plain path. Precisions: float32, and bfloat16 / float16 as
 mixed precision (Keras policy `mixed_*`: float32 variables, bias/mask/softmax in float32) against
 `torch.autocast` with the same dtype. Both sides get the same weights (torchvision's, converted with our
@@ -75,16 +75,13 @@ def jitted_forward(model):
     return lambda x: forward(trainable, non_trainable, x)
 
 
-def with_fused_attention(forward, setting):
-    """`forward` traced (on its first call, and any retrace) with `WindowAttention3D.fused_attention` set."""
-    from video_swin.models.layers import WindowAttention3D
+def with_fused_attention(forward, allowed):
+    """`forward` traced (on its first call, and any retrace) with `attention.settings.fused_attention` set."""
+    from video_swin.models import attention
 
     def call(x):
-        saved, WindowAttention3D.fused_attention = WindowAttention3D.fused_attention, setting
-        try:
+        with attention.configured(fused_attention=allowed):
             return forward(x)
-        finally:
-            WindowAttention3D.fused_attention = saved
 
     return call
 
@@ -105,7 +102,7 @@ def bench(variant, frames, size, batch, precision, runs, iters, with_compile, em
     ours = our_model(variant, tm.state_dict(), precision)
     xj = jax.device_put(x)
     forward = with_fused_attention(jitted_forward(ours), False)
-    forward_fused = with_fused_attention(jitted_forward(ours), "auto")
+    forward_fused = with_fused_attention(jitted_forward(ours), True)
     dtype = DTYPES[precision]
 
     def torch_call(m):

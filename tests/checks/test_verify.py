@@ -49,9 +49,9 @@ def test_verify_reports_a_real_discrepancy(monkeypatch):
     from keras import ops
 
     from video_swin.checks import verify
-    from video_swin.models import window_ops
+    from video_swin.models import activations
 
-    monkeypatch.setattr(window_ops, "gelu_erf", lambda x: ops.gelu(x, approximate=True))
+    monkeypatch.setattr(activations, "gelu_erf", lambda x: ops.gelu(x, approximate=True))
     lines = []
     assert verify.run(shapes=[(1, 4, 32, 32)], out=lines.append) is False
     assert "FAIL" in "\n".join(lines)

@@ -109,10 +109,10 @@ def test_one_sgd_step_matches_torchvision(small_preset, probabilities, monkeypat
     attention probabilities kept for the backward pass, or recomputed there as large inputs do)."""
     import torch
 
-    from video_swin.models.layers import WindowAttention3D
+    from video_swin.models import attention
 
     threshold = {"kept": 2**62, "recomputed": 0}[probabilities]
-    monkeypatch.setattr(WindowAttention3D, "RECOMPUTE_PROBABILITIES_ABOVE_BYTES", threshold)
+    monkeypatch.setattr(attention.settings, "recompute_probabilities_above_bytes", threshold)
 
     lr = 0.1
     ref = reference.randomized_small_reference()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests import reference
+from tests.models.helpers import record_kernels
 from video_swin.checkpoints import convert
 from video_swin.models import presets
 from video_swin.models.layers import WindowAttention3D
@@ -70,13 +71,9 @@ def test_all_layouts_convert_to_the_same_weights(converted):
 
 def test_tiny_predict_as_compiled_for_the_cpu_against_torchvision(converted, tiny_reference, monkeypatch):
     """`predict_on_batch` as users get it on a CPU (XLA; stages 1-2 at 224x224 attend in groups of windows;
-    the softmax of unmasked windows with bounded offsets, `window_ops.attention_with_bounded_offsets`), not
-    the eager path the other tests run."""
-    bounded_in = set()
-    bounds = WindowAttention3D._bounds_offsets
-    monkeypatch.setattr(
-        WindowAttention3D, "_bounds_offsets", lambda self, q: bounds(self, q) and not bounded_in.add(self.path)
-    )
+    the softmax of unmasked windows with bounded offsets, `attention.bounded_offsets`), not the eager path the
+    other tests run."""
+    taken = record_kernels(monkeypatch)
     model = presets.from_preset(converted["torchvision_pth"])
     for i, shape in enumerate([(1, 16, 224, 224), (1, 20, 112, 96)]):  # the benchmark's input; temporal shift
         x = _channels_last_input(shape, 20 + i)
@@ -92,6 +89,7 @@ def test_tiny_predict_as_compiled_for_the_cpu_against_torchvision(converted, tin
     attention_layers = {layer.path for layer in model._flatten_layers() if isinstance(layer, WindowAttention3D)}
     assert len(attention_layers) == sum(model.backbone.depths)
     unshifted = {path for path in attention_layers if int(re.search(r"blocks_(\d+)", path).group(1)) % 2 == 0}
+    bounded_in = {path for path, _, choice in taken if choice.kernel == "bounded_offsets"}
     assert bounded_in == unshifted | {"layers_3/blocks_1/attn"}
 
 

@@ -1,5 +1,5 @@
 """The window functions against torchvision's helpers and against their plain formulations (roll,
-8-D transpose, tanh-free GELU)."""
+8-D transpose, the mask as tensor ops); and the exact GELU against torch's."""
 
 import itertools
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 from torchvision.models.video import swin_transformer as tv
 
-from video_swin.models import window_ops
+from keras import ops
+from video_swin.models import activations, window_ops
 
 
 @pytest.mark.parametrize("sizes", [(16, 56, 56), (8, 7, 7), (9, 8, 6), (1, 1, 1), (4, 14, 3)])
@@ -59,6 +60,17 @@ def test_mask_matches_torchvision(padded, window, shift):
     assert set(np.unique(ours)) <= {0.0, -100.0}
 
 
+@pytest.mark.parametrize(
+    "padded,window,shift",
+    [((16, 56, 56), (8, 7, 7), (4, 3, 3)), ((8, 14, 21), (8, 7, 7), (0, 3, 3)), ((6, 12, 9), (2, 4, 3), (1, 2, 0))],
+)
+def test_cached_static_mask_equals_the_tensor_formulation(padded, window, shift):
+    static = np.asarray(window_ops.shifted_window_mask(padded, window, shift))
+    dynamic = window_ops.shifted_window_mask(tuple(ops.convert_to_tensor(v) for v in padded), window, shift)
+    np.testing.assert_array_equal(static, np.asarray(dynamic))
+    assert window_ops.shifted_window_mask(padded, window, shift) is window_ops.shifted_window_mask(padded, window, shift)
+
+
 @pytest.mark.parametrize("window", [(8, 7, 7), (16, 7, 7), (2, 3, 4)])
 def test_relative_position_index_matches_torchvision(window):
     module = tv.ShiftedWindowAttention3d(12, list(window), [0, 0, 0], 3)
@@ -72,7 +84,7 @@ def test_relative_position_index_matches_torchvision(window):
 def test_gelu_is_the_exact_erf_form():
     x = np.linspace(-8, 8, 20001, dtype="float32")
     expected = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(np.asarray(window_ops.gelu_erf(x)), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(activations.gelu_erf(x)), expected, rtol=0, atol=1e-6)
     tanh_form = torch.nn.functional.gelu(torch.from_numpy(x), approximate="tanh").numpy()
     assert np.max(np.abs(tanh_form - expected)) > 1e-4  # the test distinguishes the two forms
 

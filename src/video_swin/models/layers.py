@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from video_swin.models import window_ops
+from video_swin.models import activations, attention, window_ops
 
 LAYER_NORM_EPSILON = 1e-5
 PACKAGE = "video_swin"
@@ -19,17 +19,6 @@ PACKAGE = "video_swin"
 
 def layer_norm(name):
     return keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=name)
-
-
-def _without_autograph(fn):
-    """`fn` marked for TensorFlow's AutoGraph not to convert: a loop body (`ops.map`) of plain tensor
-    ops, which AutoGraph would otherwise parse and convert again in every trace (a fifth of the time of
-    tracing Swin-T in a function with AutoGraph on, measured with cProfile)."""
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.autograph.experimental.do_not_convert(fn)
-    return fn
 
 
 def _triple(value):
@@ -204,9 +193,9 @@ class Mlp(keras.layers.Layer):
         if training and self.dropout_rate == 0.0:
             # fc2 and the GELU before it as one op whose backward recomputes the GELU's output
             kernel, bias = (ops.cast(v, self.compute_dtype) for v in (self.fc2.kernel, self.fc2.bias))
-            x = window_ops.gelu_dense_lean(self.fc1(x), kernel, bias)
+            x = activations.gelu_dense_lean(self.fc1(x), kernel, bias)
         else:
-            gelu = window_ops.gelu_erf_lean if training else window_ops.gelu_erf  # same values, leaner backward
+            gelu = activations.gelu_erf_lean if training else activations.gelu_erf  # same values, leaner backward
             x = self.fc2(self.dropout(gelu(self.fc1(x)), training=training))
         x = self.dropout(x, training=training)
         return ops.reshape(x, shape)
@@ -229,6 +218,10 @@ class WindowAttention3D(keras.layers.Layer):
 
     The bias table is sized for the configured window and never changes with the input; a window that
     shrank to N tokens uses the top-left N x N block of the full window's index, as the original does.
+
+    The layer owns the weights and the semantics (qkv and output projections, scale, bias, mask); the
+    attention itself is computed by `attention.window_attention`, whose kernels (and the choice among them:
+    backend, device, dtype, training, shapes) live in the `attention` module.
 
     call(windows, attention_mask=None): windows (B * nW, N, C); attention_mask (nW, N, N) or None
     -> (B * nW, N, C).
@@ -274,154 +267,26 @@ class WindowAttention3D(keras.layers.Layer):
         bias = ops.take(table, index, axis=0)
         return ops.transpose(ops.reshape(bias, (n, n, self.num_heads)), (2, 0, 1))
 
-    # Fused attention (`_attend_fused`) where it can pay: "auto" takes it for half-precision inference with
-    # the JAX backend on a GPU; False never takes it (benchmarks compare both).
-    fused_attention = "auto"
-
     def call(self, x, attention_mask=None, training=None, num_windows=None):
-        """`num_windows` (windows per clip, optional) lets a compiled graph without a mask process the
-        windows in cache-sized groups too (see `_window_group`)."""
+        """`num_windows` (windows per clip, optional) lets a compiled graph without a mask attend to the
+        windows in cache-sized groups too (`attention.select_kernel`)."""
         _, n, c = ops.shape(x)
         qkv = ops.reshape(self.qkv(x), (-1, n, 3, self.num_heads, self.head_dim))
-        if self._fused(qkv, training):
-            mask = None if attention_mask is None else ops.cast(attention_mask, "float32")
-            x = self._attend_fused(qkv, self.relative_position_bias(n), mask)
-            return self.proj_dropout(self.proj(ops.reshape(x, (-1, n, c))), training=training)
-        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))
-        q, k, v = qkv[0] * ops.cast(self.scale, qkv.dtype), qkv[1], qkv[2]
-        bias = self.relative_position_bias(n)
         if attention_mask is not None:
-            num_windows = ops.shape(attention_mask)[0]
             # Keras autocasts float call arguments to the compute dtype under mixed precision; 0 and -100
             # are exact in float16/bfloat16, so casting back to float32 restores the mask exactly.
             attention_mask = ops.cast(attention_mask, "float32")
-        group = self._window_group(x, n, num_windows, training)
-        if group:
-            x = self._attend_in_groups(q, k, v, bias, attention_mask, group, num_windows)
-        else:
-            x = self._attend(q, k, v, bias, attention_mask, training=training)
-        x = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, n, c))
-        return self.proj_dropout(self.proj(x), training=training)
-
-    def _attend(self, q, k, v, bias, mask=None, training=None):
-        """softmax(q kT + bias + mask) v for q, k, v of shape (windows, heads, n, head_dim); the mask
-        (nW, n, n) repeats over the batch (windows = batch * nW, batch outermost)."""
-        if training and self.attn_dropout_rate == 0.0 and self._recomputes_probabilities(q):
-            return window_ops.attention_recomputing_probabilities(q, k, v, bias, mask)
-        if not training and mask is None and self._bounds_offsets(q):
-            table = ops.cast(self.relative_position_bias_table, "float32")  # every bias value is in the table
-            bias_min, bias_max = ops.min(table, axis=0), ops.max(table, axis=0)
-            return window_ops.attention_with_bounded_offsets(q, k, v, bias, bias_min, bias_max)
-        attn = window_ops.attention_probabilities(q, k, bias, mask)
-        attn = self.attn_dropout(ops.cast(attn, v.dtype), training=training)
-        return ops.matmul(attn, v)
-
-    # In training (without attention dropout), a block's attention probabilities are recomputed in the
-    # backward pass instead of kept from the forward pass (`window_ops.attention_recomputing_probabilities`)
-    # where they take more than this for the whole batch: for Swin-T at batch 2 x 16x224x224 in stage 1
-    # (236 MB per block), not from stage 2 on (118 MB). Measured on that step: peak memory 4353 -> 3940 MiB
-    # at no measurable cost in time; recomputing in every block gave 3681 MiB but cost time (1.02 and
-    # 1.08 x in two measurements; benchmarks/HISTORY.md).
-    RECOMPUTE_PROBABILITIES_ABOVE_BYTES = 128 * 2**20
-
-    def _recomputes_probabilities(self, q):
-        windows, heads, n, _ = ops.shape(q)
-        if not window_ops.is_static(windows, n):
-            return True  # a graph for any batch or size: sized for the large inputs it may get
-        return 4 * int(windows) * int(heads) * int(n) ** 2 > self.RECOMPUTE_PROBABILITIES_ABOVE_BYTES
-
-    # Inference without the softmax's row-maximum pass (`window_ops.attention_with_bounded_offsets`) where it
-    # pays: "auto" takes it for unmasked windows in float32 in compiled graphs with static shapes on the CPU,
-    # where XLA runs the softmax as separate passes over the scores (Swin-T 16x224x224: 0.94-0.96 x the
-    # time in two same-process measurements, benchmarks/HISTORY.md); exported graphs (dynamic batch) stay
-    # on the plain path. Masked windows too, with a second bound (the token's own score) and a fallback to
-    # the plain path for rows that would overflow, measured no faster than unmasked windows alone and
-    # compiled ~3 s longer. False never takes it (benchmarks compare both).
-    bounded_offsets = "auto"
-
-    def _bounds_offsets(self, q):
-        if self.bounded_offsets is False or keras.backend.standardize_dtype(q.dtype) != "float32":
-            return False
-        windows, _, n, _ = ops.shape(q)
-        return window_ops.static_cpu_graph(q, windows, n)
-
-    def _fused(self, qkv, training):
-        if self.fused_attention is False or training:
-            return False
-        half = keras.backend.standardize_dtype(qkv.dtype) in ("float16", "bfloat16")
-        return keras.backend.backend() == "jax" and half and not window_ops.runs_on_cpu()
-
-    def _attend_fused(self, qkv, bias, mask=None):
-        """`_attend` as one fused kernel (`ops.dot_product_attention`: cuDNN flash attention on JAX GPUs).
-
-        qkv (windows, n, 3, heads, d) -> (windows, n, heads, d). The kernel takes one bias broadcast over
-        its batch axis, but the shift mask differs between the nW windows of a clip, so the windows are
-        folded into the heads axis: (B, n, nW * heads, d) with a (1, nW * heads, n, n) bias + mask. The
-        bias and mask are rounded to the half-precision compute dtype here (the plain path keeps them in
-        float32); the scores and the softmax are accumulated in float32 by the kernel.
-        """
-        _, n, _, heads, d = ops.shape(qkv)
-        q = qkv[:, :, 0] * ops.cast(self.scale, qkv.dtype)
-        k, v = qkv[:, :, 1], qkv[:, :, 2]
-        if mask is None:
-            return ops.dot_product_attention(q, k, v, bias=ops.cast(bias[None], q.dtype), scale=1.0)
-        nw = ops.shape(mask)[0]
-
-        def swap_windows_and_tokens(t, windows_first):  # (B*nW, n, h, d) <-> (B, n, nW*h, d)
-            t = ops.reshape(t, (-1, nw, n, heads, d) if windows_first else (-1, n, nw, heads, d))
-            t = ops.transpose(t, (0, 2, 1, 3, 4))
-            return ops.reshape(t, (-1, n, nw * heads, d) if windows_first else (-1, n, heads, d))
-
-        q, k, v = (swap_windows_and_tokens(t, True) for t in (q, k, v))
-        bias = ops.reshape(bias[None] + mask[:, None], (1, nw * heads, n, n))
-        out = ops.dot_product_attention(q, k, v, bias=ops.cast(bias, q.dtype), scale=1.0)
-        return swap_windows_and_tokens(out, False)
-
-    # Scores of one group of windows (heads x n x n float32) should stay in the last-level cache between
-    # the matmul, the bias/mask add, the softmax passes and the second matmul.
-    GROUP_BYTES = 4 * 2**20
-    # Each loop costs tracing and compile time (about 0.3 s per loop in Swin-T's first call), so windows are
-    # grouped only where the scores of a whole clip would be large: Swin-T's first two stages at 224x224
-    # (118 and 59 MB), not the third (29 MB), where grouping measured no faster.
-    GROUPING_ABOVE_BYTES = 32 * 2**20
-
-    def _window_group(self, x, n, num_windows, training):
-        """Windows per group for `_attend_in_groups`, or None to attend to all windows at once.
-
-        Grouping pays on the CPU, in compiled graphs (a TF graph, XLA, a JAX trace: one loop in the graph),
-        when the scores of all windows outgrow the cache by far (`GROUPING_ABOVE_BYTES`): it halves the
-        time of the attention core of Swin-T's first stages at 224x224 and bounds its memory. Eager mode,
-        training (dropout and gradients inside a loop) and graphs with a dynamic batch or dynamic sizes
-        take the plain path; so do the exported graphs (SavedModel, TFLite, ONNX), which keep the batch
-        dynamic and loop-free. Both paths compute the same numbers.
-        """
-        if training or not window_ops.static_cpu_graph(x, n, num_windows, ops.shape(x)[0]):
-            return None  # on a GPU a loop over window groups would serialise what should run in parallel
-        per_window = 4 * self.num_heads * int(n) ** 2
-        if per_window * int(num_windows) <= self.GROUPING_ABOVE_BYTES:
-            return None
-        fitting = max(1, self.GROUP_BYTES // per_window)
-        group = max(g for g in range(1, int(num_windows) + 1) if int(num_windows) % g == 0 and g <= fitting)
-        return None if group == int(num_windows) else group
-
-    def _attend_in_groups(self, q, k, v, bias, mask, group, num_windows):
-        """`_attend` over groups of `group` windows, one group at a time (`ops.map`)."""
-        _, heads, n, d = ops.shape(q)
-        groups_per_clip = int(num_windows) // group
-        split = lambda t: ops.reshape(t, (-1, group, heads, n, d))  # noqa: E731
-        q, k, v = split(q), split(k), split(v)
-        if mask is None:
-            out = ops.map(_without_autograph(lambda qkv: self._attend(*qkv, bias)), (q, k, v))
-        else:
-            mask = ops.reshape(mask, (groups_per_clip, group, n, n))
-            index = ops.arange(ops.shape(q)[0], dtype="int32") % groups_per_clip
-
-            def attend(args):
-                qg, kg, vg, i = args
-                return self._attend(qg, kg, vg, bias, ops.take(mask, i, axis=0))
-
-            out = ops.map(_without_autograph(attend), (q, k, v, index))
-        return ops.reshape(out, (-1, heads, n, d))
+        x = attention.window_attention(
+            qkv,
+            self.relative_position_bias(n),
+            attention_mask,
+            scale=self.scale,
+            training=training,
+            num_windows=num_windows,
+            attention_dropout=self.attn_dropout,
+            bias_table=self.relative_position_bias_table,
+        )
+        return self.proj_dropout(self.proj(ops.reshape(x, (-1, n, c))), training=training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
