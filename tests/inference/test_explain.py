@@ -334,6 +334,8 @@ def test_drawing_blends_heat_only_where_there_is_some(clips):
     np.testing.assert_array_equal(drawn[:, 100:150, 20:120], enlarged[:, 100:150, 20:120])
     assert np.abs(drawn[:, 180:220, 180:220].astype(int) - enlarged[:, 180:220, 180:220]).mean() > 40
     assert drawn[:, 2:10, 2:40].mean() < enlarged[:, 2:10, 2:40].mean() * 0.6
+    with pytest.raises(ValueError, match="format must be 'gif' or 'mp4'"):
+        explain_render.render(explanation, frames, "avi")
 
 
 # --------------------------------------------------------------------------------------- the command
@@ -401,3 +403,11 @@ def test_make_demo_writes_an_explanation_gif_and_says_where(tmp_path, capsys):
     assert out.parent == tmp_path and out.suffix == ".gif" and f"wrote {out}" in capsys.readouterr().out
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 16
+
+
+def test_other_backends_get_one_line(explainer, monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ValueError, match=r"explanations need the TensorFlow backend \(KERAS_BACKEND=tensorflow\), not jax"):
+        explainer(np.zeros((16, 64, 64, 3), np.uint8))

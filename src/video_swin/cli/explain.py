@@ -47,6 +47,9 @@ def _cmd_explain(args):
     print(f"{args.video}  ({method}, {t['views']} view(s){cost}; model {t['model_s']:.2f}s, total {t['total_s']:.2f}s)")
     for label, prob in zip(explanation.labels, explanation.probabilities):
         print(f"  {label:<40} {prob:.4f}")
+    if explanation.maps.max() == 0:
+        print(f"note: the map has no heat: {method} found no positive evidence for the class there "
+              "(docs/explain.md; --method occlusion measures the evidence directly)")
     first, last = int(explanation.frame_indices[0]), int(explanation.frame_indices[-1])
     print(f"wrote {args.out} (frames {first}-{last} of the video, heat map blended in)")
     if args.maps is not None:

@@ -258,7 +258,7 @@ class Explainer:
         def view_map(v, c):
             if (v, c) not in computed:
                 compute(v, c)
-            return _upsample(computed[v, c], stride, clip_shape)
+            return _upsample(computed[v, c], stride, clip_shape).astype(np.float32)
 
         return view_map, _softmax(np.stack(logits)).mean(axis=0), {}
 
@@ -319,7 +319,7 @@ class Explainer:
         probabilities = np.mean(base, axis=0)
 
         def view_map(v, c):
-            return _upsample(np.maximum(drops[v][..., c], 0.0), cube, (t, h, w))
+            return _upsample(np.maximum(drops[v][..., c], 0.0), cube, (t, h, w)).astype(np.float32)
 
         details = {
             "occlusion_cube": list(cube),

@@ -69,19 +69,24 @@ def draw(explanation, frames, alpha=0.6):
     return np.concatenate(panels, axis=2)
 
 
-def write(explanation, video, out, fps=None, alpha=0.6):
-    """Draws `explanation` on `video` (the path or frames it was computed on) and writes `out` (.mp4 or
-    .gif) atomically. Returns the path."""
-    suffix = check_output(out)
+def render(explanation, video, format="gif", fps=None, alpha=0.6) -> bytes:
+    """`explanation` drawn on `video` (the path or frames it was computed on), encoded as "gif" or "mp4"
+    bytes, at `fps` (default: the video's rate, else 8)."""
+    if format not in ("gif", "mp4"):
+        raise ValueError(f"format must be 'gif' or 'mp4', got {format!r}")
     drawn = draw(explanation, source_frames(explanation, video), alpha=alpha)
     fps = fps or explanation.fps or DEFAULT_FPS
-    if suffix == ".mp4":
+    if format == "mp4":
         from video_swin.data.synthetic import encode_video
 
-        data = encode_video(_even(drawn), fps=_rate(fps))
-    else:
-        data = encode_gif(drawn, fps)
-    files.atomic_write_bytes(out, data)
+        return encode_video(_even(drawn), fps=_rate(fps))
+    return encode_gif(drawn, fps)
+
+
+def write(explanation, video, out, fps=None, alpha=0.6):
+    """Draws `explanation` on `video` and writes `out` (.mp4 or .gif) atomically. Returns the path."""
+    suffix = check_output(out)
+    files.atomic_write_bytes(out, render(explanation, video, suffix[1:], fps=fps, alpha=alpha))
     return Path(out)
 
 
