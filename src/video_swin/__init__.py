@@ -5,7 +5,7 @@ The package, one folder per concern (docs/architecture.md has the map and the da
 * `models`      - window ops, attention kernels, layers, backbone, classifier, preset folders
 * `checkpoints` - reading .pth / .safetensors without PyTorch, name mapping, convert, inflate
 * `data`        - decoding, sampling, preprocessing, class names, synthetic motion data
-* `inference`   - classify (and the other uses of a trained model)
+* `inference`   - classify, explain (and the other uses of a trained model)
 * `training`    - fine-tuning and training, tf.data pipelines, evaluation
 * `deploy`      - exports (SavedModel, TFLite, ONNX)
 * `zoo`         - presets by name: the released checkpoints fetched, checked, converted and cached on
@@ -37,6 +37,8 @@ _EXPORTS = {
     "convert_checkpoint": "video_swin.checkpoints.convert",
     "classify": "video_swin.inference.classify",
     "VideoClassifier": "video_swin.inference.classify",
+    "explain": "video_swin.inference.explain",
+    "Explainer": "video_swin.inference.explain",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

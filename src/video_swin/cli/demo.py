@@ -1,8 +1,9 @@
 """`make demo`: the main job on embedded defaults, with no download.
 
 1. The shipped synthetic-motion model classifies freshly generated clips (predictions next to truth).
-2. `verify`: our tiny model against torchvision's swin3d_t with the same seeded random weights.
-3. A seeded random checkpoint is converted into a preset and classifies a generated video file with the
+2. Where it looks: an explanation GIF of one of those clips (the heat map on the frames), and its path.
+3. `verify`: our tiny model against torchvision's swin3d_t with the same seeded random weights.
+4. A seeded random checkpoint is converted into a preset and classifies a generated video file with the
    Kinetics test protocol. Its weights are random, so its labels mean nothing: it shows the path from a
    checkpoint file to ranked labels, which is what a real converted checkpoint goes through.
 """
@@ -30,14 +31,17 @@ def run(skip_verify=False):
     _section("1. The embedded default: a small Video Swin trained on synthetic motion clips")
     synthetic_demo()
 
+    _section("2. Where the model looks: an explanation of one synthetic clip")
+    explanation_demo()
+
     if torch_available:
         from video_swin.checks import verify
 
-        _section("2. Parity: video_swin tiny vs torchvision swin3d_t (same seeded random weights)")
+        _section("3. Parity: video_swin tiny vs torchvision swin3d_t (same seeded random weights)")
         if not verify.run():
             raise RuntimeError("verification failed")
 
-    _section("3. Convert a checkpoint and classify a video file (Kinetics-400 protocol)")
+    _section("4. Convert a checkpoint and classify a video file (Kinetics-400 protocol)")
     convert_and_classify()
 
 
@@ -62,6 +66,28 @@ def synthetic_demo(n_clips=8, seed=2026):
     if "heldout_seed_uncompressed" in evaluation:
         e = evaluation["heldout_seed_uncompressed"]
         print(f"(its recorded top-1 on {e['clips']} held-out clips: {100 * e['top1']:.1f}%; see README)")
+
+
+def explanation_demo(out_dir=None, seed=2026, index=1):
+    """Explains clip `index` of the synthetic demo clips with the default method and writes the GIF to
+    `out_dir` (default: video-swin-demo in the system's temporary folder). Returns its path."""
+    from video_swin.data import synthetic
+    from video_swin.inference import explain_render
+    from video_swin.inference.explain import explain
+    from video_swin.zoo.synthetic_motion import PRESET_DIR
+
+    out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.gettempdir()) / "video-swin-demo"
+    x, y = synthetic.generate_arrays(index + 1, seed=seed, randomize=True)
+    clip = x[index]
+    explanation = explain(clip, PRESET_DIR)
+    out = explain_render.write(explanation, clip, out_dir / f"explanation_{synthetic.CLASSES[int(y[index])]}.gif")
+    print(f"clip {index} of seed {seed}, a {synthetic.CLASSES[int(y[index])]} clip: the model says "
+          f"{explanation.labels[0]} ({explanation.probabilities[0]:.3f})")
+    print(f"explained with {explanation.method} ({explanation.details.get('perturbed_clips_per_view', 0)} occluded "
+          f"copies of the clip; docs/explain.md compares the methods)")
+    print(f"wrote {out}  <- open it: the heat map on the frames shows where the evidence for the class is")
+    print(f"the same from the command line: video-swin explain VIDEO --preset {PRESET_DIR} --out OUT.gif")
+    return out
 
 
 def convert_and_classify(views="1x3"):

@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_STD",
     "short_side_size",
     "resize_short_side",
+    "crop_offsets",
     "three_crops",
     "center_crop",
     "normalize",
@@ -127,6 +128,28 @@ def _hw(frames: np.ndarray) -> tuple[int, int]:
     return frames.shape[-3], frames.shape[-2]
 
 
+def crop_offsets(height: int, width: int, crop: int, num_crops: int) -> list[tuple[int, int]]:
+    """``(top, left)`` of each crop in the protocol's order: ``num_crops`` 1 is ``CenterCrop``, 3 is
+    ``ThreeCrop`` (left/top, right/bottom, centre).  Raises ``ValueError`` when the crops do not fit."""
+    h, w, c = int(height), int(width), int(crop)
+    if num_crops == 1:
+        if h < c or w < c:
+            raise ValueError(f"cannot centre-crop {c}x{c} from frames of {h}x{w}")
+        return [((h - c) // 2, (w - c) // 2)]
+    if num_crops != 3:
+        raise ValueError(f"crops must be 1 (centre) or 3 (three-crop), got {num_crops}")
+    if h == c and w >= c:
+        step = (w - c) // 2
+        return [(0, o) for o in (0, 2 * step, step)]
+    if w == c and h >= c:
+        step = (h - c) // 2
+        return [(o, 0) for o in (0, 2 * step, step)]
+    raise ValueError(
+        f"three_crops needs one side equal to the crop size {c} and the other >= it; "
+        f"got frames of {h}x{w} (resize the short side to {c} first)"
+    )
+
+
 def three_crops(frames: np.ndarray, crop: int) -> list[np.ndarray]:
     """mmaction2 ``ThreeCrop``: crops at left/top, right/bottom, centre.
 
@@ -134,28 +157,15 @@ def three_crops(frames: np.ndarray, crop: int) -> list[np.ndarray]:
     on ``(..., H, W, C)`` and returns views (no copy).
     """
     frames = np.asarray(frames)
-    h, w = _hw(frames)
     c = int(crop)
-    if h == c and w >= c:
-        step = (w - c) // 2
-        return [frames[..., :, o : o + c, :] for o in (0, 2 * step, step)]
-    if w == c and h >= c:
-        step = (h - c) // 2
-        return [frames[..., o : o + c, :, :] for o in (0, 2 * step, step)]
-    raise ValueError(
-        f"three_crops needs one side equal to the crop size {c} and the other >= it; "
-        f"got frames of {h}x{w} (resize the short side to {c} first)"
-    )
+    return [frames[..., t : t + c, l : l + c, :] for t, l in crop_offsets(*_hw(frames), c, 3)]
 
 
 def center_crop(frames: np.ndarray, crop: int) -> np.ndarray:
     """mmaction2 ``CenterCrop``: ``left = (w - c) // 2``, ``top = (h - c) // 2``."""
     frames = np.asarray(frames)
-    h, w = _hw(frames)
     c = int(crop)
-    if h < c or w < c:
-        raise ValueError(f"cannot centre-crop {c}x{c} from frames of {h}x{w}")
-    top, left = (h - c) // 2, (w - c) // 2
+    ((top, left),) = crop_offsets(*_hw(frames), c, 1)
     return frames[..., top : top + c, left : left + c, :]
 
 

@@ -66,8 +66,12 @@ BACKGROUNDS = ("solid", "gradient")
 
 
 def render(label: int, rng: np.random.Generator, frames: int = 16, size: int = 64,
-           background: str = "solid") -> np.ndarray:
-    """One clip (frames, size, size, 3) uint8 of class `label` (an index into CLASSES)."""
+           background: str = "solid", return_mask: bool = False):
+    """One clip (frames, size, size, 3) uint8 of class `label` (an index into CLASSES).
+
+    `return_mask=True` also returns the shape's mask (frames, size, size) bool: the pixels at least half
+    covered by the shape. The clip's pixels are the same either way (the mask draws no random numbers).
+    """
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {BACKGROUNDS}, not {background!r}")
     s = size / 64.0
@@ -114,6 +118,7 @@ def render(label: int, rng: np.random.Generator, frames: int = 16, size: int = 6
     sy, sx = (np.mgrid[0 : size * ss, 0 : size * ss] + 0.5) / ss
     noise_amp = rng.uniform(0, 20)
     out = np.empty((frames, size, size, 3), np.uint8)
+    mask = np.empty((frames, size, size), bool)
     for f in range(frames):
         dx, dy = sx - centres[f, 0], sy - centres[f, 1]
         ca, sa = math.cos(angles[f]), math.sin(angles[f])
@@ -121,17 +126,22 @@ def render(label: int, rng: np.random.Generator, frames: int = 16, size: int = 6
         u = (ca * dx + sa * dy) / scales[f]
         v = (-sa * dx + ca * dy) / scales[f]
         cover = _shape_mask(kind, params, u, v).reshape(size, ss, size, ss).mean(axis=(1, 3))
+        mask[f] = cover >= 0.5
         img = background + cover[..., None] * (fg - background)
         img = img + rng.uniform(-noise_amp, noise_amp, img.shape)
         out[f] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return out
+    return (out, mask) if return_mask else out
 
 
 def generate(n: int, seed: int, frames: int = 16, size: int = 64,
-             background: str = "solid") -> tuple[np.ndarray, np.ndarray]:
-    """n clips with interleaved labels y[i] = i % 8 (the same shapes and motions for either background)."""
+             background: str = "solid", return_masks: bool = False):
+    """n clips with interleaved labels y[i] = i % 8 (the same shapes and motions for either background):
+    (x, y), or (x, y, masks) with `return_masks=True` (masks (n, frames, size, size) bool, see `render`;
+    x is the same either way)."""
     x = np.empty((n, frames, size, size, 3), np.uint8)
     y = np.arange(n, dtype=np.int64) % len(CLASSES)
+    masks = np.empty((n, frames, size, size), bool)
     for i in range(n):
-        x[i] = render(int(y[i]), np.random.default_rng([int(seed), i, 77]), frames, size, background)
-    return x, y
+        x[i], masks[i] = render(int(y[i]), np.random.default_rng([int(seed), i, 77]), frames, size, background,
+                                return_mask=True)
+    return (x, y, masks) if return_masks else (x, y)
