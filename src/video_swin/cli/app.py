@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 
-COMMAND_MODULES = ("checks", "checkpoints", "zoo", "inference", "demo", "deploy", "training")
+COMMAND_MODULES = ("checks", "checkpoints", "zoo", "inference", "demo", "deploy", "training", "serve")
 
 
 class CommandError(Exception):
