@@ -89,6 +89,27 @@ def test_the_page_classifies_an_uploaded_video(browser, server, clips, offline, 
     if message is True and not browser.find_element(By.ID, "explain-video").is_displayed():
         assert "POST /v1/explain is not available" in browser.find_element(By.ID, "explain-message").text
 
+    # A file that is not a video: the service's one line, as the page shows errors.
+    browser.find_element(By.ID, "file").send_keys(str(clips["bad"]["text.mp4"]))
+    error = wait.until(lambda d: d.find_element(By.ID, "error").text or False)
+    assert error.startswith("422: not a readable video file (unknown format, corrupt or truncated): text.mp4 ")
+    assert "\n" not in error and not browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
+
+    # Dropping a video on the page classifies it too (the dropped file built in the page from the good one).
+    browser.find_element(By.ID, "file").send_keys(str(clips["good"]["page.mp4"]))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#bars .bar") or False)
+    browser.execute_script("""
+        const file = new File([document.getElementById('file').files[0]], 'dropped.mp4', {type: 'video/mp4'});
+        const data = new DataTransfer();
+        data.items.add(file);
+        document.getElementById('bars').replaceChildren();
+        document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    """)
+    wait.until(lambda d: d.find_element(By.ID, "file-name").text == "dropped.mp4")
+    bars = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#bars .bar") or False)
+    assert [b.get_attribute("data-label") for b in bars] == [r["label"] for r in expected]
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
 
 def test_the_timeline_plot_draws_activitynet_segments(browser, server):
     """The plot the page draws from the timeline's ActivityNet results (fed here directly: the endpoint is
