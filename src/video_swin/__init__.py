@@ -7,7 +7,7 @@ The package, one folder per concern (docs/architecture.md has the map and the da
 * `data`        - decoding, sampling, preprocessing, class names, synthetic motion data
 * `inference`   - classify, explain (and the other uses of a trained model)
 * `training`    - fine-tuning and training, tf.data pipelines, evaluation
-* `deploy`      - exports (SavedModel, TFLite, ONNX)
+* `deploy`      - exports (SavedModel, TFLite, ONNX) and the HTTP service with its web page (`deploy.serve`)
 * `zoo`         - presets by name: the released checkpoints fetched, checked, converted and cached on
                   first use (`resolve_preset`), and the synthetic-motion model shipped in the package
 * `checks`      - our model against torchvision: `verify` (numbers) and `bench` (speed, memory)

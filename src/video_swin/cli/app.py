@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 
-COMMAND_MODULES = ("checks", "checkpoints", "zoo", "inference", "explain", "demo", "deploy", "training")
+COMMAND_MODULES = ("checks", "checkpoints", "zoo", "inference", "explain", "demo", "deploy", "training", "serve")
 
 
 class CommandError(Exception):

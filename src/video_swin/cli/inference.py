@@ -31,12 +31,10 @@ def _cmd_classify(args):
                 failures.append((path, str(exc)))
                 _report_failure(args, path, str(exc))
                 continue
-            top = result.top_k(args.top_k)
             if args.json:
-                timings = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.timings.items()}
-                record = {"file": path, "top_k": [{"label": l, "probability": p} for l, p in top], "timings": timings}
-                print(json.dumps(record), flush=True)
+                print(json.dumps(result.record(path, args.top_k)), flush=True)
             else:
+                top = result.top_k(args.top_k)
                 t = result.timings
                 print(
                     f"{path}  ({t['views']} views; decode {t['decode_s']:.2f}s, preprocess "

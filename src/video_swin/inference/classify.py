@@ -32,6 +32,11 @@ class Result:
         order = np.argsort(-self.probabilities, kind="stable")[:k]
         return [(self.class_names[i], float(self.probabilities[i])) for i in order]
 
+    def record(self, file, k=5):
+        """The JSON object `video-swin classify --json` prints for this result (and the service answers)."""
+        timings = {key: round(v, 4) if isinstance(v, float) else v for key, v in self.timings.items()}
+        return {"file": file, "top_k": [{"label": l, "probability": p} for l, p in self.top_k(k)], "timings": timings}
+
 
 class VideoClassifier:
     """A preset's model and protocol, loaded once, to classify many videos."""
@@ -55,41 +60,57 @@ class VideoClassifier:
         names = self.preset.class_names or [f"class_{i}" for i in range(self.preset.config["num_classes"])]
         self.class_names = list(names)
 
-    def views(self, video):
-        """(V, T, C, C, 3) normalised views and the decode / preprocess timings."""
+    def views(self, video, protocol=None):
+        """(V, T, C, C, 3) normalised views and the decode / preprocess timings.
+
+        protocol: another `Protocol` for this video (e.g. `self.protocol.with_views("1x1")`); the model's
+        clip length and crop size are the preset's either way."""
+        protocol = protocol or self.protocol
         if isinstance(video, np.ndarray):
             start = time.perf_counter()
-            views = self.protocol.views_for_video(_check_frames(video))
+            views = protocol.views_for_video(_check_frames(video))
             return views, {"decode_s": 0.0, "preprocess_s": time.perf_counter() - start}
         from video_swin.data.video import probe, read_frames
 
         start = time.perf_counter()
         info = probe(video)
-        flat = [i for clip in self.protocol.clip_indices(info.num_frames) for i in clip]
+        flat = [i for clip in protocol.clip_indices(info.num_frames) for i in clip]
         resize_time = 0.0
 
         def resize(frame):  # each frame is resized as soon as it is decoded: memory stays bounded
             nonlocal resize_time
             t = time.perf_counter()
-            out = resize_short_side(frame, self.protocol.short_side)
+            out = resize_short_side(frame, protocol.short_side)
             resize_time += time.perf_counter() - t
             return out
 
         frames = read_frames(video, flat, frame_fn=resize)
         decoded = time.perf_counter()
-        views = self.protocol.views_from_frames(frames)
+        views = protocol.views_from_frames(frames)
         preprocess = resize_time + time.perf_counter() - decoded
         return views, {"decode_s": decoded - start - resize_time, "preprocess_s": preprocess}
 
+    def view_logits(self, views):
+        """(V, classes) float64 logits of views (of one video or of several), `batch_size` views per model
+        call."""
+        return np.concatenate(
+            [
+                np.asarray(self.model.predict_on_batch(views[start : start + self.batch_size]), "float64")
+                for start in range(0, len(views), self.batch_size)
+            ]
+        )
+
+    @staticmethod
+    def probabilities(logits):
+        """One video's class probabilities from its views' logits (V, classes): softmax per view, mean over
+        views, (classes,) float64."""
+        logits = np.asarray(logits, "float64")
+        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return (exp / exp.sum(axis=-1, keepdims=True)).mean(axis=0)
+
     def score_views(self, views):
         """Softmax of each view's logits, averaged over views: (classes,) float64."""
-        probs = []
-        for start in range(0, len(views), self.batch_size):
-            logits = np.asarray(self.model.predict_on_batch(views[start : start + self.batch_size]), "float64")
-            logits -= logits.max(axis=-1, keepdims=True)
-            exp = np.exp(logits)
-            probs.append(exp / exp.sum(axis=-1, keepdims=True))
-        return np.concatenate(probs).mean(axis=0)
+        return self.probabilities(self.view_logits(views))
 
     def __call__(self, video) -> Result:
         start = time.perf_counter()
