@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[torch]'
+	$(BIN)/pip install -q -e '.[torch,plot]'
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python

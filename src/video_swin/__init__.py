@@ -5,7 +5,7 @@ The package, one folder per concern (docs/architecture.md has the map and the da
 * `models`      - window ops, attention kernels, layers, backbone, classifier, preset folders
 * `checkpoints` - reading .pth / .safetensors without PyTorch, name mapping, convert, inflate
 * `data`        - decoding, sampling, preprocessing, class names, synthetic motion data
-* `inference`   - classify (and the other uses of a trained model)
+* `inference`   - classify, timeline (long videos, live streams), features per window
 * `training`    - fine-tuning and training, tf.data pipelines, evaluation
 * `deploy`      - exports (SavedModel, TFLite, ONNX)
 * `zoo`         - presets by name (the synthetic-motion model shipped inside the package)
@@ -32,6 +32,10 @@ _EXPORTS = {
     "convert_checkpoint": "video_swin.checkpoints.convert",
     "classify": "video_swin.inference.classify",
     "VideoClassifier": "video_swin.inference.classify",
+    "timeline": "video_swin.inference.timeline",
+    "TimelineModel": "video_swin.inference.timeline",
+    "extract_features": "video_swin.inference.features",
+    "FeatureExtractor": "video_swin.inference.features",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

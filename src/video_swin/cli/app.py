@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 
-COMMAND_MODULES = ("checks", "checkpoints", "inference", "demo", "deploy", "training")
+COMMAND_MODULES = ("checks", "checkpoints", "inference", "timeline", "demo", "deploy", "training")
 
 
 class CommandError(Exception):

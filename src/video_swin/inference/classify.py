@@ -84,10 +84,7 @@ class VideoClassifier:
         """Softmax of each view's logits, averaged over views: (classes,) float64."""
         probs = []
         for start in range(0, len(views), self.batch_size):
-            logits = np.asarray(self.model.predict_on_batch(views[start : start + self.batch_size]), "float64")
-            logits -= logits.max(axis=-1, keepdims=True)
-            exp = np.exp(logits)
-            probs.append(exp / exp.sum(axis=-1, keepdims=True))
+            probs.append(softmax(self.model.predict_on_batch(views[start : start + self.batch_size])))
         return np.concatenate(probs).mean(axis=0)
 
     def __call__(self, video) -> Result:
@@ -99,6 +96,14 @@ class VideoClassifier:
         timings["total_s"] = time.perf_counter() - start
         timings["views"] = int(len(views))
         return Result(probabilities, self.class_names, timings)
+
+
+def softmax(logits):
+    """Softmax over the last axis, in float64."""
+    logits = np.array(logits, dtype="float64")
+    logits -= logits.max(axis=-1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def classify(video, preset, top_k=5, views=None, batch_size=1):
