@@ -242,10 +242,14 @@ def annotate_video(video, result, out, *, min_height: int = 360, crf: int = 20) 
                 video_start = None
                 painter = None
                 index = 0
+                early_audio = []  # the output's header is written at the first packet: video size first
                 streams = [stream] + ([audio] if audio is not None else [])
                 for packet in container.demux(*streams):
                     if packet.stream.type == "audio":
-                        copy_audio(packet, video_start)
+                        if painter is None:
+                            early_audio.append(packet)
+                        else:
+                            copy_audio(packet, video_start)
                         continue
                     try:
                         decoded = packet.decode()
@@ -260,6 +264,10 @@ def annotate_video(video, result, out, *, min_height: int = 360, crf: int = 20) 
                             rgb = np.ascontiguousarray(np.rot90(rgb, rotation // 90))
                         if painter is None:
                             painter = _Painter(result, rgb.shape[1], rgb.shape[0], min_height)
+                            encoder.open(painter.width, painter.height)
+                            for early in early_audio:
+                                copy_audio(early, video_start)
+                            early_audio.clear()
                         encoder.write(painter.draw(rgb, index / result["fps"]))
                         index += 1
                 copy_audio(None, video_start)
@@ -285,10 +293,11 @@ class _Encoder:
         self.index = 0
         self.opened = False
 
+    def open(self, width, height):
+        self.stream.width, self.stream.height = width, height
+        self.opened = True
+
     def write(self, rgb):
-        if not self.opened:
-            self.stream.height, self.stream.width = rgb.shape[:2]
-            self.opened = True
         frame = self.av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
         frame.pts = self.index
         frame.time_base = self.time_base
