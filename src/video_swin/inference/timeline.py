@@ -285,6 +285,7 @@ class _WindowRunner:
             rows = self.predict(batch, use_xla)[:real]
             done = time.perf_counter()
             timings["model_s"] += done - t
+            timings.setdefault("model_first_call_s", done - t)  # traces (and compiles, with XLA) the model
             for j, (window, _) in enumerate(pending):
                 output = combine(rows[j * views_per_window : (j + 1) * views_per_window])
                 record = window.record()
