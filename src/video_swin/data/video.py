@@ -1,4 +1,8 @@
-"""Video decoding with PyAV: exact frame counts, sparse random access, rotation.
+"""Video decoding with PyAV: exact frame counts, sparse random access, rotation, and streaming.
+
+:func:`probe` and :func:`read_frames` serve files read in any order (an index of the file first);
+:class:`FrameStream` reads a file, standard input, a URL or a file object once, front to back, without an
+index, and says where a stream stopped early (see there).
 
 Frame numbering
 ---------------

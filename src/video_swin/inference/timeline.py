@@ -16,9 +16,12 @@ shorter than one window gets one window of the whole video, its frames looped as
 them (:func:`video_swin.data.sampling.center_clip_indices`), covering ``[0, n / fps]``.
 
 A window's views are exactly :meth:`Protocol.views_from_frames` of its sampled frames (one clip; the
-centre crop with ``views="1x1"``, three crops with ``"1x3"``); its class probabilities are the softmax of
-each view's logits averaged over the views, as :class:`~video_swin.inference.classify.VideoClassifier`
-averages them.
+centre crop with ``views="1x1"``, three crops with ``"1x3"``), which for the dense sampling of the Kinetics
+protocols is what :meth:`Protocol.views_for_video` gives for the window's ``span`` frames; its class
+probabilities are the softmax of each view's logits averaged over the views, as
+:class:`~video_swin.inference.classify.VideoClassifier` averages them. (A preset with SSv2's uniform sampling,
+which spreads one clip over a whole short video, gets the same dense windows: ``clip_len`` frames every
+``frame_interval``-th.)
 
 Decoding and memory
 -------------------
@@ -315,6 +318,8 @@ class _WindowRunner:
             interrupted = True  # the usual end of a live stream: keep what was scored
         finally:
             stream.close()
+        if stream.frames == 0 and not interrupted and not stream.stopped:
+            raise VideoError(f"no decodable video frames: {stream.name}")
         timings["decode_s"] = stream.decode_s
         timings["preprocess_s"] += stream.frame_fn_s
         timings["total_s"] = time.perf_counter() - started

@@ -106,7 +106,7 @@ def plot_timeline(result, out, top: int = 5, width_in: float = 12.0) -> Path:
     for s in result["segments"]:
         start, end = s["segment"]
         strip.axvspan(start, end, color=colours[s["label"]], linewidth=0)
-        if (end - start) / duration * strip_px > 6.5 * len(s["label"]) + 6:  # 7-point text fits
+        if (end - start) / duration * strip_px > 7.0 * len(s["label"]) + 8:  # 7-point text fits
             strip.text((start + end) / 2, 0.5, s["label"], ha="center", va="center", fontsize=7, color="white",
                        clip_on=True)
     strip.set_yticks([])
