@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -382,6 +383,34 @@ def test_live_stream_on_stdin(tmp_path):
     print("arrivals - closed (s):", [round(t - closed, 3) for t, _ in arrivals], "last frame - closed", last_frame - closed)
     assert all(t < closed for t, _ in arrivals[:-1])  # only the last window waits for the end of the stream
     assert all(t < done for t, _ in arrivals)  # every line before the writer has finished
+
+
+def test_ctrl_c_ends_a_live_stream_keeping_what_was_scored(tmp_path):
+    """The usual end of a live source: Ctrl-C, here while the source has gone silent (the pipe still open).
+    The windows so far stay printed and their segments are written; exit 130 with one line."""
+    src, _ = synthetic.make_long_video(tmp_path / "live.mp4", minutes=0.2, seed=14)
+    silent_writer = WRITER.replace("out.close()", "time.sleep(120)")  # the stream stops sending, stays open
+    writer = subprocess.Popen([sys.executable, "-c", silent_writer, str(src), "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+    out = tmp_path / "segments.json"
+    reader = subprocess.Popen([sys.executable, "-m", "video_swin.cli", "timeline", "-", "--preset", str(PRESET_DIR),
+                               "--json", str(out)], stdin=writer.stdout, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    writer.stdout.close()
+    try:
+        records = [json.loads(reader.stdout.readline()) for _ in range(10)]  # the last window needs the end
+        time.sleep(1.0)
+        reader.send_signal(signal.SIGINT)
+        rest, err = reader.communicate(timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert reader.returncode == 130 and err == "video-swin: interrupted\n"
+    records += [json.loads(line) for line in rest.splitlines()]
+    assert [r["window"] for r in records] == list(range(len(records))) and len(records) >= 10
+    anet = json.loads(out.read_text())
+    assert anet["video_swin"][0]["stopped"]["reason"] == tl.INTERRUPTED
+    assert anet["results"]["stdin"] and anet["results"]["stdin"][-1]["segment"][1] <= 12.0
 
 
 def test_stream_that_stops_midway(tmp_path):

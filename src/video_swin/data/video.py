@@ -718,14 +718,22 @@ def is_url(source) -> bool:
 class _PipeReader:
     """A non-seekable binary stream for PyAV, read as data arrives (a partial read is not the end, unlike
     ``sys.stdin.buffer.read(n)``, which waits for all n bytes and so would hold a live stream back);
-    counts the bytes it read."""
+    counts the bytes it read. On a file descriptor, a set ``stop`` event ends the stream even while no data
+    comes (checked every 0.2 s)."""
 
-    def __init__(self, raw):
+    def __init__(self, raw, stop=None):
         self.raw = raw
+        self.stop = stop
         self.bytes_read = 0
 
     def read(self, n):
         if isinstance(self.raw, int):
+            if self.stop is not None:
+                import select
+
+                while not select.select([self.raw], [], [], 0.2)[0]:
+                    if self.stop.is_set():
+                        return b""
             data = os.read(self.raw, n)
         else:
             read = getattr(self.raw, "read1", None) or self.raw.read
@@ -751,18 +759,20 @@ class FrameStream:
     ``source``: a path; ``"-"`` (standard input, which must be a streamable format such as MPEG-TS or
     Matroska); a URL (read with a ``timeout_s`` on every read); a binary file-like object (seekable
     ones, e.g. an uploaded file, are read like files). ``format``: FFmpeg's demuxer name when it cannot
-    be guessed; ``fps``: the frame rate when the stream does not tell.
+    be guessed; ``fps``: the frame rate when the stream does not tell; ``stop``: a ``threading.Event``
+    that ends the stream early when set (between frames, and while standard input is silent).
     """
 
     def __init__(self, source, *, frame_fn: FrameFn | None = None, format: str | None = None,
-                 fps: float | None = None, timeout_s: float = 10.0):
+                 fps: float | None = None, timeout_s: float = 10.0, stop: threading.Event | None = None):
         self.frame_fn = frame_fn
+        self.stop = stop
         self.reader = None
         self._size_on_disk = None
         options = {}
         if isinstance(source, (str, os.PathLike)) and os.fspath(source) == "-":
             self.name, self.live = "<stdin>", True
-            self.reader = _PipeReader(sys.stdin.buffer.fileno())
+            self.reader = _PipeReader(sys.stdin.buffer.fileno(), stop)
             target = self.reader
         elif is_url(source):
             self.name, self.live = source, True
@@ -844,7 +854,7 @@ class FrameStream:
         tag_rotation = _rotation_from_tag(self.stream)
         decoded = _iter_frames(self.container, self.stream, self._status)
         size = None
-        while True:
+        while self.stop is None or not self.stop.is_set():
             start = time.perf_counter()
             frame = next(decoded, None)
             if frame is None:
@@ -870,6 +880,8 @@ class FrameStream:
                 self.frame_fn_s += time.perf_counter() - mid
             self.frames += 1
             yield rgb
+        if self.stop is not None and self.stop.is_set():
+            return  # the caller asked: not a stop of the stream's own
         self.stopped = self._stop_reason()
 
     def _stop_reason(self) -> str | None:

@@ -72,8 +72,11 @@ its compile takes seconds).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -261,8 +264,9 @@ class _WindowRunner:
         protocol = self.protocol
         size = protocol.short_side
         started = time.perf_counter()
+        stop = threading.Event()  # set by Ctrl-C when interruptible: the stream ends there
         stream = open_stream(video, frame_fn=lambda frame: resize_short_side(frame, size), format=format,
-                             fps=fps, timeout_s=timeout_s)
+                             fps=fps, timeout_s=timeout_s, stop=stop)
         plan = WindowPlan.for_protocol(protocol, stream.fps, stride_s)
         use_xla = self._uses_xla(stream, plan)
         # Following a live source, each window is scored as soon as it is complete: no wait for a batch.
@@ -302,22 +306,19 @@ class _WindowRunner:
                     on_window(record, output)
             pending.clear()
 
-        interrupted = False
         try:
-            for window, sampled in iter_windows(frames(), plan):
-                t = time.perf_counter()
-                pending.append((window, protocol.views_from_frames(sampled)))
-                timings["preprocess_s"] += time.perf_counter() - t
-                if len(pending) >= batch_size:
+            with _stop_on_ctrl_c(stop, interruptible):
+                for window, sampled in iter_windows(frames(), plan):
+                    t = time.perf_counter()
+                    pending.append((window, protocol.views_from_frames(sampled)))
+                    timings["preprocess_s"] += time.perf_counter() - t
+                    if len(pending) >= batch_size:
+                        flush()
+                if pending:
                     flush()
-            if pending:
-                flush()
-        except KeyboardInterrupt:
-            if not interruptible:
-                raise
-            interrupted = True  # the usual end of a live stream: keep what was scored
         finally:
             stream.close()
+        interrupted = stop.is_set()
         if stream.frames == 0 and not interrupted and not stream.stopped:
             raise VideoError(f"no decodable video frames: {stream.name}")
         timings["decode_s"] = stream.decode_s
@@ -328,6 +329,27 @@ class _WindowRunner:
         timings["xla"] = bool(use_xla)
         return _Run(stream.name, plan.fps, stream.frames, stream.live, plan, windows, outputs,
                     INTERRUPTED if interrupted else stream.stopped, timings)
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(stop: threading.Event, enabled: bool):
+    """While the block runs, a first Ctrl-C (SIGINT) sets ``stop`` (the stream then ends, as at its end)
+    instead of raising KeyboardInterrupt, which PyAV's read callback swallows while it waits for data (a live
+    stream on stdin went on to its end after a Ctrl-C); a second Ctrl-C raises as usual. Main thread only."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _window_views(views: str) -> str:
@@ -489,8 +511,9 @@ class TimelineModel:
                  min_score: float = DEFAULT_MIN_SCORE, video_id: str | None = None, fps: float | None = None,
                  format: str | None = None, follow: bool = False, on_window=None, timeout_s: float = 10.0,
                  interruptible: bool = False) -> dict:
-        """See :func:`timeline`. ``interruptible``: Ctrl-C ends the video as a stop (``StreamStopped`` with
-        the windows so far, reason :data:`INTERRUPTED`) instead of raising ``KeyboardInterrupt``."""
+        """See :func:`timeline`. ``interruptible`` (main thread only): a first Ctrl-C ends the video as a stop
+        (``StreamStopped`` with the windows so far, reason :data:`INTERRUPTED`) instead of raising
+        ``KeyboardInterrupt``; a second one raises."""
         from video_swin.inference.classify import softmax
 
         smooth_probabilities(np.zeros((1, 1)), smooth)  # checks smooth before a long run
