@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import weakref
 
@@ -245,6 +246,28 @@ def test_file_objects_give_the_same_timeline(model, tmp_path):
         np.testing.assert_array_equal(other["probabilities"], by_path["probabilities"])
     assert by_file["video"] == "v" and by_bytes["video"] == "upload"
     json.dumps({k: v for k, v in by_path.items() if k != "probabilities"})  # plain data
+
+
+def test_a_url_gives_the_same_timeline(model, tmp_path):
+    """A video served over HTTP by a server on 127.0.0.1 is read as a stream, with the file's windows."""
+    import functools
+    import http.server
+
+    path, _ = synthetic.make_long_video(tmp_path / "v.mp4", minutes=0.25, seed=4)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v.mp4"
+        by_url = model.timeline(url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    by_path = model.timeline(str(path))
+    assert by_url["video"] == url and by_url["windows"] == by_path["windows"]
+    np.testing.assert_allclose(by_url["probabilities"], by_path["probabilities"], atol=1e-6)
 
 
 def test_bad_arguments(model, tmp_path):

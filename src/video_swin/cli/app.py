@@ -1,7 +1,7 @@
 """`video-swin` command line: the parser, and the one-line error contract around every command.
 
-Each command lives in the module of its concern (`checkpoints`, `inference`, `deploy`, `training`,
-`checks`, `demo`), registered by `add_subcommands(sub)`, and is a thin layer over a Python API function.
+Each command lives in the module of its concern (`checkpoints`, `inference`, `timeline`, `deploy`,
+`training`, `checks`, `demo`), registered by `add_subcommands(sub)`, and is a thin layer over a Python API function.
 Modules import their heavy dependencies only when a command runs: `verify` must import torch before
 TensorFlow, and `--help` should not wait for TensorFlow.
 """
