@@ -5,7 +5,7 @@ The package, one folder per concern (docs/architecture.md has the map and the da
 * `models`      - window ops, attention kernels, layers, backbone, classifier, preset folders
 * `checkpoints` - reading .pth / .safetensors without PyTorch, name mapping, convert, inflate
 * `data`        - decoding, sampling, preprocessing, class names, synthetic motion data
-* `inference`   - classify, explain (and the other uses of a trained model)
+* `inference`   - classify, timeline (long videos, live streams), features per window, explain
 * `training`    - fine-tuning and training, tf.data pipelines, evaluation
 * `deploy`      - exports (SavedModel, TFLite, ONNX) and the HTTP service with its web page (`deploy.serve`)
 * `zoo`         - presets by name: the released checkpoints fetched, checked, converted and cached on
@@ -39,6 +39,10 @@ _EXPORTS = {
     "VideoClassifier": "video_swin.inference.classify",
     "explain": "video_swin.inference.explain",
     "Explainer": "video_swin.inference.explain",
+    "timeline": "video_swin.inference.timeline",
+    "TimelineModel": "video_swin.inference.timeline",
+    "extract_features": "video_swin.inference.features",
+    "FeatureExtractor": "video_swin.inference.features",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -6,6 +6,7 @@ matching frame t+1 against frame t rotated with OpenCV's ``getRotationMatrix2D``
 convention is "positive angle = counter-clockwise" with the origin at the top-left (y down).
 """
 
+import json
 from dataclasses import replace
 
 import cv2
@@ -291,3 +292,90 @@ def test_first_frame_does_not_reveal_class(randomize, max_ks, max_acc):
         pred = np.argmin(((z[~tr][:, None] - cents[None]) ** 2).sum(-1), axis=1)
         acc.append((pred == y[~tr]).mean())
     assert np.mean(acc) < max_acc, acc
+
+
+# ------------------------------------------------------------------------------------------ long videos
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_long_video_layout(seed):
+    """Consecutive segments of 4-20 s covering exactly the requested minutes, neighbours never alike."""
+    fps = 8
+    segments = syn.long_video_segments(3.5, seed, fps=fps)
+    assert segments[0][1] == 0 and segments[-1][2] == 3.5 * 60 * fps
+    for (label, start, end), nxt in zip(segments, segments[1:] + [None]):
+        assert 4 * fps <= end - start <= 20 * fps
+        assert 0 <= label < len(syn.CLASSES)
+        if nxt is not None:
+            assert nxt[1] == end and nxt[0] != label
+    assert syn.long_video_segments(3.5, seed, fps=fps) == segments
+    assert syn.long_video_segments(3.5, seed + 100, fps=fps) != segments
+    with pytest.raises(ValueError, match="at least 4"):
+        syn.long_video_segments(0.05, seed)
+
+
+def _segment_measure(label, frames, seed):
+    p = syn.segment_params(label, frames, np.random.default_rng(seed))
+    clean = syn.render_params(p, noise=False)
+    _, _, area, cx, cy, _ = _measure(clean, p)
+    return p, area, cx, cy
+
+
+@pytest.mark.parametrize("label", range(8))
+def test_long_video_segment_motion(label):
+    """Measured on the pixels of a clean 12 s segment: the class's motion from the first frame to the last,
+    interrupted only by a moving shape's wrap to the opposite margin; size classes do not wrap at this length."""
+    frames = 96
+    for seed in range(3):
+        p, area, cx, cy = _segment_measure(label, frames, seed)
+        if label < 4:
+            d = np.diff(cx if label < 2 else cy)
+            sign = -1 if label in (0, 2) else 1
+            wraps = np.abs(d) > 10
+            assert np.all(sign * d[~wraps] > 0.3)
+            other = np.diff(cy if label < 2 else cx)
+            assert np.abs(other[~wraps]).max() < 0.6  # no perpendicular motion
+        elif label < 6:
+            assert np.ptp(cx) < 1.5 and np.ptp(cy) < 1.5  # turning in place
+            assert np.std(area) / area.mean() < 0.1  # the same shape (rasterisation moves the area a little)
+        else:
+            # at least 2.7 % a frame in size, so 24 % in area over 8 frames: above the rasterisation's wobble
+            change = np.log(area[8:]) - np.log(area[:-8])
+            assert np.all(change > 0) if label == 6 else np.all(change < 0)
+    clockwise = syn.segment_params(4, 40, np.random.default_rng(0))
+    assert np.all(np.diff(clockwise.angles) > 0)  # + is clockwise on screen (see the clip tests)
+
+
+def test_make_long_video_file_and_truth(tmp_path):
+    video, truth_path = syn.make_long_video(tmp_path / "long.mp4", minutes=0.5, seed=5)
+    truth = json.loads(truth_path.read_text())
+    assert truth_path == tmp_path / "long.json" and truth["version"] == syn.LONG_VIDEO_VERSION
+    entry = truth["database"]["long"]
+    frames = syn.read_video(video)
+    assert frames.shape == (240, 64, 64, 3) and entry["frames"] == 240 and entry["duration"] == 30.0
+    segments = entry["annotations"]
+    assert [s["frames"] for s in segments] == [[a, b] for _, a, b in syn.long_video_segments(0.5, 5)]
+    for s in segments:
+        assert s["segment"] == [s["frames"][0] / 8, s["frames"][1] / 8] and s["label"] in syn.CLASSES
+    # every segment has its own background: the mean colour jumps at the boundaries, not inside
+    means = frames.reshape(240, -1, 3).astype(np.float32).mean(axis=1)
+    jumps = np.abs(np.diff(means, axis=0)).max(axis=1)
+    boundaries = [s["frames"][0] - 1 for s in segments[1:]]
+    inside = np.delete(jumps, boundaries)
+    assert jumps[boundaries].min() > 3 * inside.max()
+    # Deterministic frames (the encoded bytes are not compared: in a process that imported torch, as the test
+    # suite does, libx264's output varies from call to call, for make_synthetic's clips as well).
+    again = np.concatenate(list(syn.long_video_chunks(syn.long_video_segments(0.5, 5), 5)))
+    assert np.abs(again.astype(np.int16) - frames).mean() < 8.0  # the file holds them (through the codec)
+    np.testing.assert_array_equal(again, np.concatenate(list(syn.long_video_chunks(syn.long_video_segments(0.5, 5), 5))))
+
+
+def test_make_synthetic_long_cli(tmp_path, capsys):
+    out = tmp_path / "l.mp4"
+    assert syn.main(["--long", str(out), "--minutes", "0.25", "--seed", "4", "--size", "32"]) == 0
+    assert "and its ground truth" in capsys.readouterr().out
+    assert syn.read_video(out).shape == (120, 32, 32, 3) and (tmp_path / "l.json").is_file()
+    with pytest.raises(ValueError, match="not both"):
+        syn.main([str(tmp_path / "d"), "--long", str(out)])
+    with pytest.raises(ValueError, match=".mp4"):
+        syn.main(["--long", str(tmp_path / "l.avi")])

@@ -436,3 +436,75 @@ def test_decode_all_refuses_huge_output(videos):
 
 def test_video_error_is_value_error():
     assert issubclass(VideoError, ValueError)
+
+
+# --------------------------------------------------------------------------- #
+# streaming: FrameStream
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("name", ["mp4-h264", "mkv-h264", "webm-vp9", "avi-mjpeg"])
+def test_frame_stream_gives_every_frame_once_in_order(videos, name):
+    with video.open_stream(videos[name]) as stream:
+        got = [read_index(f) for f in stream]
+    assert got == list(range(75))
+    assert stream.frames == 75 and stream.stopped is None and stream.fps == pytest.approx(25)
+    assert (stream.width, stream.height) == (W, H) and not stream.live
+
+
+def test_frame_stream_applies_rotation_and_frame_fn(tmp_path):
+    path = write_video(tmp_path / "rot.mp4", 12, "libx264", options=X264_GOP, rotation=90)
+    sizes = []
+    stream = video.open_stream(path, frame_fn=lambda f: (sizes.append(f.shape), f[::2, ::2])[1])
+    frames = list(stream)
+    assert sizes[0] == (W, H, 3) and frames[0].shape == (W // 2, H // 2, 3)  # upright before frame_fn
+    np.testing.assert_array_equal(frames[5], read_frames(path, [5])[0][::2, ::2])
+    with pytest.raises(RuntimeError, match="read once"):
+        list(stream)
+
+
+def test_frame_stream_reads_file_objects(videos):
+    path = videos["mkv-h264"]
+    with open(path, "rb") as f:  # seekable: read like the file
+        assert [read_index(x) for x in video.open_stream(f)] == list(range(75))
+    with open(path, "rb") as f:
+        unseekable = type("Pipe", (), {"read": lambda self, n: f.read(n)})()
+        stream = video.open_stream(unseekable)
+        assert stream.live and [read_index(x) for x in stream] == list(range(75))
+
+
+def test_frame_stream_says_where_a_cut_mp4_stops(tmp_path):
+    noisy = lambda i, h, w: np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8)  # noqa: E731
+    path = write_video(tmp_path / "fs.mp4", 60, "libx264", options={"preset": "ultrafast"},
+                       container_options={"movflags": "faststart"}, frame=noisy)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.5)])
+    stream = video.open_stream(cut)
+    n = len(list(stream))
+    assert 0 < n < 60 and stream.stopped and ("incomplete" in stream.stopped or "announces" in stream.stopped)
+    whole = video.open_stream(path)
+    assert len(list(whole)) == 60 and whole.stopped is None
+
+
+def test_frame_stream_says_where_a_cut_mpegts_stream_stops(tmp_path):
+    path = write_video(tmp_path / "s.ts", 50, "libx264", fmt="mpegts", options=X264_GOP)
+    data = path.read_bytes()
+    assert len(data) % video.MPEGTS_PACKET_BYTES == 0
+    whole = video.open_stream(path)
+    assert [read_index(f) for f in whole] == list(range(50)) and whole.stopped is None
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) // 2 + 17])
+    stream = video.open_stream(cut)
+    n = len(list(stream))
+    assert 0 < n < 50 and "MPEG-TS packet" in stream.stopped
+
+
+def test_frame_stream_refuses_what_is_not_a_video(tmp_path):
+    (tmp_path / "t.mp4").write_text("hello")
+    with pytest.raises(VideoError, match="not a readable video"):
+        video.open_stream(tmp_path / "t.mp4")
+    with pytest.raises(VideoError, match="not found"):
+        video.open_stream(tmp_path / "missing.mp4")
+    with pytest.raises(VideoError, match="no video stream"):
+        video.open_stream(write_audio_only(tmp_path / "a.m4a"))

@@ -1,8 +1,8 @@
 """`video-swin` command line: the parser, and the one-line error contract around every command.
 
-Each command lives in the module of its concern (`checkpoints`, `zoo`, `inference`, `explain`,
-`deploy`, `training`, `checks`, `demo`), registered by `add_subcommands(sub)`, and is a thin layer
-over a Python API function.
+Each command lives in the module of its concern (`checkpoints`, `zoo`, `inference`, `timeline`,
+`explain`, `deploy`, `serve`, `training`, `checks`, `demo`), registered by `add_subcommands(sub)`, and
+is a thin layer over a Python API function.
 Modules import their heavy dependencies only when a command runs: `verify` must import torch before
 TensorFlow, and `--help` should not wait for TensorFlow.
 """
@@ -14,7 +14,8 @@ import os
 import sys
 import warnings
 
-COMMAND_MODULES = ("checks", "checkpoints", "zoo", "inference", "explain", "demo", "deploy", "training", "serve")
+COMMAND_MODULES = ("checks", "checkpoints", "zoo", "inference", "timeline", "explain", "demo", "deploy", "training",
+                   "serve")
 
 
 class CommandError(Exception):

@@ -74,12 +74,13 @@ from __future__ import annotations
 import argparse
 import functools
 import io
+import json
 import math
 import multiprocessing
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -489,13 +490,26 @@ def render_clip(label, rng: np.random.Generator, frames: int = 16, size: int = 6
 # ------------------------------------------------------------------------------------------- video io
 
 
-def _encode(target, frames: np.ndarray, fps, codec, crf, qscale, bitrate, preset) -> None:
+def _frame_chunks(frames):
+    """(T, H, W, 3) uint8 arrays: ``frames`` itself when it is one array (or a list of frames), else each
+    chunk of an iterator of such arrays, checked as it comes."""
+    if isinstance(frames, (np.ndarray, list, tuple)):
+        frames = [frames]
+    for chunk in frames:
+        chunk = np.asarray(chunk)
+        if chunk.ndim != 4 or chunk.shape[-1] != 3 or chunk.dtype != np.uint8:
+            raise ValueError(f"frames must be (T, H, W, 3) uint8, got {chunk.shape} {chunk.dtype}")
+        yield chunk
+
+
+def _encode(target, frames, fps, codec, crf, qscale, bitrate, preset) -> None:
     import av
 
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    T, H, W, _ = frames.shape
+    chunks = _frame_chunks(frames)
+    first = next(chunks, None)
+    if first is None:
+        raise ValueError("no frames to write")
+    T, H, W, _ = first.shape
     if H % 2 or W % 2:
         raise ValueError("yuv420p needs even height and width")
     if codec is None:
@@ -517,10 +531,15 @@ def _encode(target, frames: np.ndarray, fps, codec, crf, qscale, bitrate, preset
             cc.bit_rate = int(bitrate)
         cc.options = opts
         conv = _reformatter()
-        for f in frames:
-            frame = conv.reformat(av.VideoFrame.from_ndarray(f, format="rgb24"), format="yuv420p", threads=1)
-            for packet in stream.encode(frame):
-                container.mux(packet)
+        chunk = first
+        while chunk is not None:
+            if chunk.shape[1:] != (H, W, 3):
+                raise ValueError(f"frame size changes from {H}x{W} to {chunk.shape[1]}x{chunk.shape[2]}")
+            for f in chunk:
+                frame = conv.reformat(av.VideoFrame.from_ndarray(f, format="rgb24"), format="yuv420p", threads=1)
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            chunk = next(chunks, None)
         for packet in stream.encode():
             container.mux(packet)
 
@@ -528,6 +547,9 @@ def _encode(target, frames: np.ndarray, fps, codec, crf, qscale, bitrate, preset
 def write_video(path, frames: np.ndarray, fps: int = 8, codec: str | None = None, crf: int | None = None,
                 qscale: int | None = None, bitrate: int | None = None, preset: str | None = None) -> Path:
     """Write RGB frames (T, H, W, 3) uint8 to an .mp4 (yuv420p), atomically.
+
+    ``frames`` may also be an iterator of such arrays (chunks), encoded as they come, so a long video never
+    sits in memory whole.
 
     ``codec``: 'libx264' (default if available) or 'mpeg4' (default otherwise).  Quality: ``crf`` for libx264
     (default 20), ``qscale`` (fixed quantiser 1-31, default 4) for mpeg4, or ``bitrate`` (bits/s) for either,
@@ -663,11 +685,151 @@ def generate_arrays(n: int, seed: int, frames: int = 16, size: int = 64, randomi
     return x, y
 
 
+# ---------------------------------------------------------------------------------------- long videos
+
+LONG_SEGMENT_S = (4.0, 20.0)  # the length of one motion segment, seconds
+LONG_VIDEO_VERSION = "video_swin synthetic long video 1"
+_LONG_STREAM = 1_000_000  # keeps the long-video random streams apart from the clips' [seed, label, j]
+
+
+def long_video_segments(minutes: float, seed: int, fps: int = 8) -> list[tuple[int, int, int]]:
+    """The layout of a long video: ``[(label, start_frame, end_frame), ...]`` (end exclusive), consecutive,
+    covering exactly ``round(minutes * 60 * fps)`` frames.
+
+    Lengths are uniform in whole frames between 4 and 20 s (:data:`LONG_SEGMENT_S`); the last segment takes
+    what remains, which the draws keep inside the same range. Each label is uniform over the classes other
+    than the previous segment's, so two neighbouring segments never share a label (they would be one
+    segment to anyone watching).
+    """
+    total = int(round(float(minutes) * 60 * int(fps)))
+    lo, hi = (int(round(s * int(fps))) for s in LONG_SEGMENT_S)
+    if total < lo:
+        raise ValueError(f"a long video needs at least {LONG_SEGMENT_S[0]:g} s, got {minutes} minutes")
+    rng = np.random.default_rng([int(seed), _LONG_STREAM])
+    lengths, remaining = [], total
+    while remaining > hi:
+        length = int(rng.integers(lo, min(hi, remaining - lo) + 1))
+        lengths.append(length)
+        remaining -= length
+    lengths.append(remaining)
+    segments, start, label = [], 0, None
+    for length in lengths:
+        choices = [c for c in range(len(CLASSES)) if c != label]
+        label = int(choices[int(rng.integers(len(choices)))])
+        segments.append((label, start, start + length))
+        start += length
+    return segments
+
+
+def _wrap(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return lo + np.mod(x - lo, hi - lo)
+
+
+def segment_params(label, frames: int, rng: np.random.Generator, size: int = 64) -> ClipParams:
+    """One motion segment of ``frames`` frames: a clip's appearance and motion (:func:`sample_params`,
+    randomised) carried on for the whole segment.
+
+    A moving shape cannot go on for 20 s inside the frame at the clips' speeds, so it wraps around: when it
+    reaches the frame's margin it re-enters at the opposite one. Growth and shrinking stay within the
+    clips' size limits: the rate, from the clips' range, is capped so that the segment fits, as
+    :func:`sample_params` caps a clip's factor; a segment too long for the slowest rate wraps from the
+    largest size to the smallest (growing) or back. Rotation needs no limit. Shape, colours, background,
+    noise, speed, turn rate and growth rate stay the same in a segment.
+    """
+    c = label_index(label)
+    base = sample_params(c, rng, frames=16, size=size, randomize=True)
+    u = size / 64.0
+    t = np.arange(int(frames), dtype=np.float64)
+    k = base.anchor
+    centers = np.tile(base.centers[k], (len(t), 1))
+    scales = np.full(len(t), base.scales[k])
+    angles = np.full(len(t), base.angles[k])
+    if c in _DIRECTIONS:
+        d = np.array(_DIRECTIONS[c])
+        axis = 0 if d[0] else 1
+        margin = 4.0 * u
+        centers[:, axis] = _wrap(centers[0, axis] + d[axis] * base.extra["speed"] * t, margin, size - margin)
+    elif c in (4, 5):
+        angles = base.angles[k] + np.deg2rad(base.extra["omega_deg"]) * t
+    else:
+        # As sample_params caps a clip's growth factor so that every frame stays within the size limits, the
+        # rate (drawn from the clips' range) is capped so that the whole segment does; only segments too long
+        # for even the slowest rate (about 18 s at 8 fps) wrap.
+        grow = c == 6
+        s_min, s_max = (v * u for v in _SIZE_LIMITS)
+        room = math.log(s_max / s_min)
+        span = base.frames - 1
+        lo, hi = math.log(math.sqrt(GROWTH_RANGE[0])) / span, math.log(GROWTH_RANGE[1]) / span
+        cap = room / max(1, len(t) - 1)
+        rate = math.exp(rng.uniform(math.log(lo), math.log(max(lo, min(hi, cap)))))
+        spare = max(0.0, room - rate * (len(t) - 1))
+        offset = rng.uniform(0.0, spare)
+        if grow:
+            log_scales = math.log(s_min) + offset + rate * t
+        else:
+            log_scales = math.log(s_max) - offset - rate * t
+        scales = np.exp(_wrap(log_scales, math.log(s_min), math.log(s_max)))
+    if np.array_equal(base.centers, np.round(base.centers)):  # the clip drew whole-pixel positions
+        centers = np.round(centers)
+    return replace(base, centers=centers, scales=scales, angles=angles)
+
+
+def long_video_chunks(segments, seed: int, size: int = 64):
+    """The frames of each segment of ``segments`` (from :func:`long_video_segments`), one array per segment."""
+    for k, (label, start, end) in enumerate(segments):
+        rng = np.random.default_rng([int(seed), _LONG_STREAM, k + 1])
+        yield render_params(segment_params(label, end - start, rng, size=size))
+
+
+def long_video_truth(segments, fps: int, video_id: str, **generator) -> dict:
+    """The ground truth in ActivityNet's annotation format (``database``), segments in seconds."""
+    total = segments[-1][2]
+    return {
+        "version": LONG_VIDEO_VERSION,
+        "database": {
+            video_id: {
+                "subset": "testing",
+                "duration": total / fps,
+                "fps": fps,
+                "frames": total,
+                "annotations": [
+                    {"label": CLASSES[label], "segment": [start / fps, end / fps], "frames": [start, end]}
+                    for label, start, end in segments
+                ],
+            }
+        },
+        "generator": {"fps": fps, **generator},
+    }
+
+
+def make_long_video(out, minutes: float, seed: int, size: int = 64, fps: int = 8) -> tuple[Path, Path]:
+    """Write a video of consecutive motion segments and its ground truth beside it.
+
+    ``out`` (an .mp4) holds :func:`long_video_segments`'s segments rendered by :func:`segment_params`,
+    encoded as they are rendered (libx264 CRF 20); ``out`` with the suffix ``.json`` holds the truth in
+    ActivityNet's annotation format, keyed by the file's stem (:func:`long_video_truth`). Both written
+    atomically; deterministic for a seed. Returns ``(video_path, truth_path)``.
+    """
+    from video_swin import files
+
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise ValueError(f"the long video is an .mp4 file, got {out}")
+    if size % 2 or size < 16:
+        raise ValueError(f"size must be even and at least 16, got {size}")
+    segments = long_video_segments(minutes, seed, fps)
+    truth = long_video_truth(segments, fps, out.stem, seed=int(seed), minutes=float(minutes), size=int(size))
+    write_video(out, long_video_chunks(segments, seed, size), fps=fps)
+    truth_path = out.with_suffix(".json")
+    files.atomic_write_text(truth_path, json.dumps(truth, indent=1) + "\n")
+    return out, truth_path
+
+
 # ------------------------------------------------------------------------------------------------ cli
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("out", help="output folder (one sub-folder per class, plus labels.txt)")
+    parser.add_argument("out", nargs="?", help="output folder (one sub-folder per class, plus labels.txt)")
     parser.add_argument("--clips", type=int, default=800,
                         help="total clips, rounded up to a multiple of 8 (default 800)")
     parser.add_argument("--seed", type=int, default=0, help="random seed, >= 0 (default 0)")
@@ -677,11 +839,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-randomize", dest="randomize", action="store_false",
                         help="canonical mode: 4 basic shapes, fixed noise/antialiasing/CRF 20")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    long = parser.add_argument_group("a long video instead of clips")
+    long.add_argument("--long", metavar="OUT.mp4",
+                      help="write one video of consecutive motion segments (4-20 s each) and its ground truth "
+                           "(ActivityNet annotation format) as OUT.json beside it")
+    long.add_argument("--minutes", type=float, default=3.0, help="length of the --long video (default 3)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    if (args.out is None) == (args.long is None):
+        raise ValueError("give an output folder for clips, or --long OUT.mp4 for one long video (not both)")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if args.long:
+        video, truth = make_long_video(args.long, minutes=args.minutes, seed=args.seed, size=args.size, fps=args.fps)
+        segments = json.loads(truth.read_text())["database"][video.stem]["annotations"]
+        print(f"wrote {video} ({args.minutes:g} min, {len(segments)} segments) and its ground truth {truth} "
+              f"in {time.perf_counter() - t0:.1f}s")
+        return 0
     items = make_synthetic(args.out, clips=args.clips, seed=args.seed, frames=args.frames, size=args.size,
                            randomize=args.randomize, fps=args.fps, workers=args.workers)
     print(f"wrote {len(items)} clips ({len(items) // len(CLASSES)} per class) to {args.out} "

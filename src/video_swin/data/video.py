@@ -1,4 +1,8 @@
-"""Video decoding with PyAV: exact frame counts, sparse random access, rotation.
+"""Video decoding with PyAV: exact frame counts, sparse random access, rotation, and streaming.
+
+:func:`probe` and :func:`read_frames` serve files read in any order (an index of the file first);
+:class:`FrameStream` reads a file, standard input, a URL or a file object once, front to back, without an
+index, and says where a stream stopped early (see there).
 
 Frame numbering
 ---------------
@@ -43,7 +47,9 @@ decoding in this package is exact.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -58,6 +64,9 @@ __all__ = [
     "probe",
     "read_frames",
     "decode_all",
+    "FrameStream",
+    "open_stream",
+    "is_url",
 ]
 
 
@@ -118,23 +127,28 @@ def _one_line(exc: BaseException) -> str:
     return text[:200]
 
 
-def _open(path: str, threads: bool = True):
+def _open(path, threads: bool | str = True, *, format: str | None = None, options: dict | None = None,
+          name: str | None = None):
     """Open ``path`` and return ``(container, video_stream)`` or raise VideoError.
 
     ``threads``: let FFmpeg pick frame/slice threading (faster).  The fallback
     paths decode single-threaded, which copes better with damaged data (a
     frame-threaded decoder can drop the frames in flight around a bad packet).
+    A thread type name (``"SLICE"``) selects that one.  ``path`` may also be a
+    URL or a binary file-like object (``format``, ``options``: FFmpeg's demuxer
+    name and options; ``name``: what error messages call the source).
     """
     av = _av()
+    name = name or path
     try:
-        container = av.open(path, mode="r", metadata_errors="ignore")
+        container = av.open(path, mode="r", format=format, options=options or {}, metadata_errors="ignore")
     except PermissionError:
-        raise VideoError(f"permission denied reading video file: {path}") from None
+        raise VideoError(f"permission denied reading video file: {name}") from None
     except FileNotFoundError:
-        raise VideoError(f"video file not found: {path}") from None
+        raise VideoError(f"video file not found: {name}") from None
     except (av.FFmpegError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise VideoError(
-            f"not a readable video file (unknown format, corrupt or truncated): {path} "
+            f"not a readable video file (unknown format, corrupt or truncated): {name} "
             f"[{_one_line(exc)}]"
         ) from None
     try:
@@ -142,16 +156,16 @@ def _open(path: str, threads: bool = True):
         if not streams:
             kinds = sorted({s.type for s in container.streams})
             what = f"only {', '.join(kinds)} streams" if kinds else "no streams"
-            raise VideoError(f"no video stream in file ({what}): {path}")
+            raise VideoError(f"no video stream in file ({what}): {name}")
         stream = streams[0]
         if stream.codec_context is None:
-            name = _codec_name_for_error(stream)
+            codec = _codec_name_for_error(stream)
             raise VideoError(
-                f"unsupported or unknown video codec ({name}; no decoder in this FFmpeg build): {path}"
+                f"unsupported or unknown video codec ({codec}; no decoder in this FFmpeg build): {name}"
             )
         if threads:
             try:
-                stream.codec_context.thread_type = "AUTO"
+                stream.codec_context.thread_type = threads if isinstance(threads, str) else "AUTO"
             except Exception:  # pragma: no cover - best effort
                 pass
     except BaseException:
@@ -174,30 +188,45 @@ def _codec_name_for_error(stream) -> str:
         return "unknown"
 
 
-def _iter_frames(container, stream):
+def _iter_frames(container, stream, status: dict | None = None):
     """Decode ``stream`` from the current position, robust to a damaged tail.
 
     Unlike ``container.decode``, a demuxing error (truncated file) ends the
     stream *and flushes the decoder*, so the frames it still holds (B-frame
     reordering delay) are not lost; a packet the decoder rejects is skipped.
+    ``status`` (optional) records how reading went: ``"packets"`` (non-empty
+    packets demuxed), ``"error"`` (the demuxer's message when it failed),
+    ``"corrupt_tail"`` (the last packet was incomplete) and
+    ``"decode_errors"`` (packets the decoder rejected).
     """
     av = _av()
     demux = container.demux(stream)
     flushed = False
+    last_corrupt = False
     while True:
         try:
             packet = next(demux)
         except StopIteration:
             break
-        except av.FFmpegError:
+        except av.FFmpegError as exc:
+            if status is not None:
+                status["error"] = _one_line(exc)
             break
         if packet.size == 0:
             flushed = True
+        else:
+            last_corrupt = bool(packet.is_corrupt)
+            if status is not None:
+                status["packets"] = status.get("packets", 0) + 1
         try:
             frames = packet.decode()
         except av.FFmpegError:
+            if status is not None:
+                status["decode_errors"] = status.get("decode_errors", 0) + 1
             continue
         yield from frames
+    if status is not None and last_corrupt:
+        status["corrupt_tail"] = True
     if not flushed:
         try:
             frames = stream.decode(None)
@@ -668,3 +697,209 @@ def _read_sequential(index: _Index, wanted: list[int], sink: _Sink) -> None:
                 break
     finally:
         container.close()
+
+
+# --------------------------------------------------------------------------- #
+# streaming: front to back, each frame decoded once
+# --------------------------------------------------------------------------- #
+
+# How much of a live stream FFmpeg reads before it says what the stream holds: 1 s instead of its default
+# 5 s, so that the first results of a live source are not 5 s late (it still finds the frame rate).
+LIVE_ANALYZE_US = 1_000_000
+MPEGTS_PACKET_BYTES = 188
+_MP4_FORMATS = ("mov", "mp4")
+
+
+def is_url(source) -> bool:
+    """True for a string FFmpeg opens as a network stream (``udp://``, ``rtsp://``, ``http://``, ...)."""
+    return isinstance(source, str) and "://" in source and not source.startswith("file://")
+
+
+class _PipeReader:
+    """A non-seekable binary stream for PyAV, read as data arrives (a partial read is not the end, unlike
+    ``sys.stdin.buffer.read(n)``, which waits for all n bytes and so would hold a live stream back);
+    counts the bytes it read. On a file descriptor, a set ``stop`` event ends the stream even while no data
+    comes (checked every 0.2 s)."""
+
+    def __init__(self, raw, stop=None):
+        self.raw = raw
+        self.stop = stop
+        self.bytes_read = 0
+
+    def read(self, n):
+        if isinstance(self.raw, int):
+            if self.stop is not None:
+                import select
+
+                while not select.select([self.raw], [], [], 0.2)[0]:
+                    if self.stop.is_set():
+                        return b""
+            data = os.read(self.raw, n)
+        else:
+            read = getattr(self.raw, "read1", None) or self.raw.read
+            data = read(n)
+        self.bytes_read += len(data)
+        return data
+
+
+class FrameStream:
+    """The frames of a video file, a stream on stdin, a file-like object or a URL, decoded once, front to
+    back, in presentation order.
+
+    Iterating yields each frame as an upright RGB uint8 array (rotation metadata applied), passed through
+    ``frame_fn`` when given (e.g. a short-side resize, so that a large frame is never kept). Frame ``i``
+    is at ``i / fps`` seconds: times come from the frame count, not the timestamps (a live MPEG-TS stream
+    starts at an arbitrary timestamp; a variable-frame-rate file is treated as constant-rate).
+
+    When iteration ends, :attr:`stopped` says why if the stream ended before its end: a read error (a
+    network stream that timed out, a damaged file), an incomplete last packet, an MPEG-TS stream cut
+    inside a 188-byte packet, or an MP4/MOV file with fewer packets than its index announces; ``None`` for
+    a stream that ended normally. A frame size change also stops the stream (windows need one size).
+
+    ``source``: a path; ``"-"`` (standard input, which must be a streamable format such as MPEG-TS or
+    Matroska); a URL (read with a ``timeout_s`` on every read); a binary file-like object (seekable
+    ones, e.g. an uploaded file, are read like files). ``format``: FFmpeg's demuxer name when it cannot
+    be guessed; ``fps``: the frame rate when the stream does not tell; ``stop``: a ``threading.Event``
+    that ends the stream early when set (between frames, and while standard input is silent).
+    """
+
+    def __init__(self, source, *, frame_fn: FrameFn | None = None, format: str | None = None,
+                 fps: float | None = None, timeout_s: float = 10.0, stop: threading.Event | None = None):
+        self.frame_fn = frame_fn
+        self.stop = stop
+        self.reader = None
+        self._size_on_disk = None
+        options = {}
+        if isinstance(source, (str, os.PathLike)) and os.fspath(source) == "-":
+            self.name, self.live = "<stdin>", True
+            self.reader = _PipeReader(sys.stdin.buffer.fileno(), stop)
+            target = self.reader
+        elif is_url(source):
+            self.name, self.live = source, True
+            options["rw_timeout"] = str(int(timeout_s * 1_000_000))
+            target = source
+        elif hasattr(source, "read"):
+            self.name = getattr(source, "name", None) or "<file object>"
+            if not isinstance(self.name, str):
+                self.name = "<file object>"
+            seekable = getattr(source, "seekable", lambda: False)()
+            self.live = not seekable
+            target = source if seekable else _PipeReader(source)
+            self.reader = None if seekable else target
+        else:
+            target = self.name = _check_file(os.fspath(source))
+            self.live = False
+            self._size_on_disk = os.path.getsize(target)
+        if self.live:
+            options["analyzeduration"] = str(LIVE_ANALYZE_US)
+        # Frame threading holds several frames back in the decoder: fine for files, latency for live sources.
+        self.container, self.stream = _open(target, "SLICE" if self.live else True, format=format,
+                                            options=options, name=self.name)
+        self.format = self.container.format.name
+        self.codec = self.stream.codec_context.name
+        self.fps = float(fps) if fps else _fps(self.stream, np.zeros(0, np.int64), self.stream.time_base, 0)
+        if not self.fps > 0:
+            self.close()
+            raise VideoError(f"the frame rate of {self.name} is unknown; give it (fps=... / --fps)")
+        family = self.format.split(",")
+        self.expected_frames = 0 if self.live or not any(f in _MP4_FORMATS for f in family) else int(self.stream.frames or 0)
+        self.frames = 0  # frames decoded so far
+        self.width = self.height = None  # displayed size of the first frame (after rotation)
+        self.stopped: str | None = None
+        self.decode_s = 0.0  # wall time in the decoder and the colour conversion
+        self.frame_fn_s = 0.0  # wall time in frame_fn
+        self._status: dict = {}
+        self._iterating = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        container, self.container = getattr(self, "container", None), None
+        if container is not None:
+            container.close()
+
+    @property
+    def expected_duration_s(self) -> float:
+        """What the container says the video lasts (0.0 for a live source or when it does not say)."""
+        if self.live:
+            return 0.0
+        if self.expected_frames:
+            return self.expected_frames / self.fps
+        stream, container = self.stream, self.container
+        if stream is not None and stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        if container is not None and container.duration:
+            return container.duration / 1_000_000
+        return 0.0
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds decoded so far (all of the stream once iteration has ended)."""
+        return self.frames / self.fps
+
+    def __iter__(self):
+        if self._iterating or self.container is None:
+            raise RuntimeError("a FrameStream is read once")
+        self._iterating = True
+        try:
+            yield from self._frames()
+        finally:
+            self.close()
+
+    def _frames(self):
+        tag_rotation = _rotation_from_tag(self.stream)
+        decoded = _iter_frames(self.container, self.stream, self._status)
+        size = None
+        while self.stop is None or not self.stop.is_set():
+            start = time.perf_counter()
+            frame = next(decoded, None)
+            if frame is None:
+                self.decode_s += time.perf_counter() - start
+                break
+            if size is None:
+                size = (frame.width, frame.height)
+            elif (frame.width, frame.height) != size:
+                self.decode_s += time.perf_counter() - start
+                self.stopped = (f"the frame size changes from {size[0]}x{size[1]} to {frame.width}x{frame.height} "
+                                f"at frame {self.frames}, which windows cannot span")
+                return
+            rgb = frame.to_ndarray(format="rgb24")
+            rotation = _frame_rotation(frame, tag_rotation)
+            if rotation:
+                rgb = np.ascontiguousarray(np.rot90(rgb, rotation // 90))
+            if self.width is None:
+                self.height, self.width = rgb.shape[:2]
+            mid = time.perf_counter()
+            self.decode_s += mid - start
+            if self.frame_fn is not None:
+                rgb = self.frame_fn(rgb)
+                self.frame_fn_s += time.perf_counter() - mid
+            self.frames += 1
+            yield rgb
+        if self.stop is not None and self.stop.is_set():
+            return  # the caller asked: not a stop of the stream's own
+        self.stopped = self._stop_reason()
+
+    def _stop_reason(self) -> str | None:
+        status = self._status
+        if status.get("error"):
+            return f"reading failed: {status['error']}"
+        if status.get("corrupt_tail"):
+            return "its last packet is incomplete"
+        if self.format == "mpegts":
+            size = self.reader.bytes_read if self.reader is not None else self._size_on_disk
+            if size and size % MPEGTS_PACKET_BYTES:
+                return f"it is cut inside an MPEG-TS packet ({size} bytes, not a multiple of {MPEGTS_PACKET_BYTES})"
+        packets = status.get("packets", 0)
+        if self.expected_frames and packets < self.expected_frames:
+            return f"it holds {packets} of the {self.expected_frames} frames its index announces"
+        return None
+
+
+def open_stream(source, **kwargs) -> FrameStream:
+    """:class:`FrameStream` over ``source`` (see there)."""
+    return FrameStream(source, **kwargs)

@@ -104,9 +104,7 @@ class VideoClassifier:
     def probabilities(logits):
         """One video's class probabilities from its views' logits (V, classes): softmax per view, mean over
         views, (classes,) float64."""
-        logits = np.asarray(logits, "float64")
-        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return (exp / exp.sum(axis=-1, keepdims=True)).mean(axis=0)
+        return softmax(logits).mean(axis=0)
 
     def score_views(self, views):
         """Softmax of each view's logits, averaged over views: (classes,) float64."""
@@ -121,6 +119,14 @@ class VideoClassifier:
         timings["total_s"] = time.perf_counter() - start
         timings["views"] = int(len(views))
         return Result(probabilities, self.class_names, timings)
+
+
+def softmax(logits):
+    """Softmax over the last axis, in float64."""
+    logits = np.array(logits, dtype="float64")
+    logits -= logits.max(axis=-1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def classify(video, preset, top_k=5, views=None, batch_size=1):

@@ -146,16 +146,13 @@ def test_the_page_and_its_files_are_served_from_here_only(server):
         assert "http://" not in text and "https://" not in text and "//" not in text.replace("// ", "")
 
 
-@pytest.mark.parametrize("endpoint, module", [("timeline", "video_swin.inference.timeline"),
-                                              ("explain", "video_swin.inference.explain")])
-def test_timeline_and_explain_are_501_until_their_modules_land(server, clips, endpoint, module):
-    if importlib.util.find_spec(module) is not None:
-        pytest.skip(f"{module} is installed: the endpoint is tested with it")
-    response = post(server, f"/v1/{endpoint}", clips["good"]["growing.mp4"])
-    assert response.status_code == 501
-    assert response.json() == {"error": f"POST /v1/{endpoint} is not available in this installation ({module} is missing)"}
-    assert httpx.get(f"{server.url}/v1/models").json()["service"]["endpoints"][endpoint] is False
-    wait_idle(server)
+def test_an_endpoint_whose_module_is_missing_answers_501():
+    """The service degrades to 501 where an optional part of the package is absent (a trimmed install)."""
+    from video_swin.deploy.serve.app import Problem, optional_function
+
+    with pytest.raises(Problem) as missing:
+        optional_function("video_swin.inference.no_such_module", "run", "POST /v1/x")
+    assert missing.value.status == 501 and "video_swin.inference.no_such_module is missing" in str(missing.value)
 
 
 def test_a_file_name_never_names_a_path_on_the_server(server, clips, offline, tmp_path):
@@ -293,4 +290,27 @@ def test_explain_answers_the_explanation_video_that_the_api_draws(server, clips)
     np.testing.assert_array_equal(served, offline_frames)
     named = post(server, "/v1/explain", path, params={"format": "mp4", "label": "no-such-class"})
     assert named.status_code == 422 and "no-such-class" in named.json()["error"]
+    wait_idle(server)
+
+
+def test_timeline_answers_the_segments_and_windows_of_the_api(server, clips):
+    """`POST /v1/timeline` returns the segments (ActivityNet's results format, keyed by the upload's name) and
+    the windows that `timeline()` gives for the same file in this process, scores within 1e-6."""
+    import numpy as np
+
+    from video_swin.inference.timeline import timeline
+
+    path = clips["good"]["page.mp4"]
+    response = post(server, "/v1/timeline", path, name="clip.mp4", params={"smooth": 1, "min_score": 0})
+    assert response.status_code == 200, response.text
+    served = response.json()
+    expected = timeline(str(path), PRESET, video_id="clip.mp4", smooth=1, min_score=0)
+    assert list(served["results"]) == ["clip.mp4"] and str(path.parent) not in response.text
+    got, want = served["results"]["clip.mp4"], expected["segments"]
+    assert [s["label"] for s in got] == [s["label"] for s in want] and want
+    np.testing.assert_allclose([s["score"] for s in got], [s["score"] for s in want], atol=1e-6)
+    np.testing.assert_allclose([s["segment"] for s in got], [s["segment"] for s in want], atol=1e-6)
+    assert [w["window"] for w in served["windows"]] == [w["window"] for w in expected["windows"]]
+    bad = post(server, "/v1/timeline", path, params={"smooth": "x"})
+    assert bad.status_code == 422 and "smooth" in bad.json()["error"]
     wait_idle(server)

@@ -1,8 +1,8 @@
 """The HTTP service: `create_app(preset, ...)` builds the ASGI application, `serve(...)` runs it with uvicorn.
 
     POST /v1/classify   multipart field `file` (query `top_k`, `views`) -> `video-swin classify --json`'s object
-    POST /v1/timeline   multipart field `file` -> the timeline (501 while `inference.timeline` is absent)
-    POST /v1/explain    multipart field `file` -> the explanation video (501 while `inference.explain` is absent)
+    POST /v1/timeline   multipart field `file` -> the timeline (segments and windows; `inference.timeline`)
+    POST /v1/explain    multipart field `file` -> the explanation video (`inference.explain`)
     GET  /v1/models     the preset: architecture, classes, protocol, parameters, and the service's limits
     GET  /healthz       {"status": "ok"} (open without the API key, for probes)
     GET  /metrics       Prometheus text
@@ -337,10 +337,28 @@ def optional_available(spec):
     return True
 
 
-def run_timeline(timeline, classifier, video, query):
-    """`inference.timeline.timeline` on an upload, on the model thread: the one place that knows its
-    signature. Returns the timeline as plain data (ActivityNet-style `results` and per-window records)."""
-    return timeline(str(video), classifier.preset)
+def run_timeline(timeline, classifier, video, name, query):
+    """`inference.timeline` on an upload, on the model thread: the one place that knows its signature.
+    Returns the segments in ActivityNet's results format, keyed by the upload's name (never a server path),
+    with `windows` (each window's times and top-k) and `duration_s`. One `TimelineModel` per preset is kept.
+    Query: `stride_s`, `smooth`, `min_score`, `top_k` (the timeline's defaults otherwise)."""
+    from video_swin.inference.timeline import TimelineModel, activitynet_results
+
+    model = _TIMELINE_MODELS.get(id(classifier))
+    if model is None:
+        model = _TIMELINE_MODELS[id(classifier)] = TimelineModel(classifier.preset)
+    options = {}
+    for key, kind in (("stride_s", float), ("smooth", int), ("min_score", float), ("top_k", int)):
+        if query.get(key) not in (None, ""):
+            try:
+                options[key] = kind(query[key])
+            except ValueError:
+                raise ValueError(f"query {key}={query[key]!r} is not a number") from None
+    result = model.timeline(str(video), video_id=name, **options)
+    return {**activitynet_results(result), "windows": result["windows"], "duration_s": result["duration_s"]}
+
+
+_TIMELINE_MODELS = {}
 
 
 def run_explain(explain, classifier, video, out, query):
@@ -498,7 +516,8 @@ def create_app(preset, *, views=None, max_batch=8, queue_size=32, max_upload_mb=
         service.check_declared_size(request)
         async with service.place(), service.upload(request) as upload:
             query = dict(request.query_params)
-            data = await service.on_model_thread(lambda: run_timeline(fn, classifier, upload.path, query), upload)
+            data = await service.on_model_thread(lambda: run_timeline(fn, classifier, upload.path, upload.name, query),
+                                                  upload)
         return JSONResponse(data)
 
     @app.post("/v1/explain", openapi_extra=UPLOAD_BODY)

@@ -170,7 +170,7 @@ function renderTimeline(data) {
     return;
   }
   const labels = [...new Set(segments.map((s) => s.label))];
-  const end = Math.max(data.duration || 0, ...segments.map((s) => s.segment[1]));
+  const end = Math.max(data.duration_s || 0, ...segments.map((s) => s.segment[1]));
   const left = 170, width = 900, row = 26, top = 8, height = top + labels.length * row + 30;
   const x = (t) => left + (width - left - 10) * (end > 0 ? t / end : 0);
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "timeline" });
