@@ -127,7 +127,7 @@ def _cmd_features(args):
 
 
 def _add_window_arguments(p):
-    p.add_argument("--preset", required=True, help="preset folder (from `video-swin convert`)")
+    p.add_argument("--preset", required=True, help="preset: a folder or a registered name (`video-swin presets`)")
     p.add_argument("--stride-s", type=_positive_float, default=None,
                    help="seconds between window starts (default: half a clip)")
     p.add_argument("--batch", type=_positive_int, default=4, help="windows per model call (default 4)")

@@ -49,11 +49,11 @@ class FeatureExtractor:
 
     def __init__(self, preset, batch_size: int = DEFAULT_BATCH, jit_compile="auto"):
         from video_swin import runtime
-        from video_swin.models import presets
         from video_swin.models.classifier import VideoSwinClassifier
+        from video_swin.zoo.resolve import load_preset
 
         runtime.configure()
-        self.preset = preset if isinstance(preset, presets.Preset) else presets.load_preset(preset)
+        self.preset = load_preset(preset)  # a Preset, a folder or a registered name
         model = self.preset.load_model()
         self.backbone = model.backbone if isinstance(model, VideoSwinClassifier) else model
         self.protocol = Protocol.from_dict(self.preset.preprocessing, views="1x1")
