@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import assert_one_line_error
 from video_swin import cli, files
 from video_swin.deploy import export
 from video_swin.data import preprocess
@@ -247,8 +248,7 @@ def test_missing_package_names_the_pip_extra(small, tmp_path, monkeypatch, capsy
     real_find_spec = export.importlib.util.find_spec
     monkeypatch.setattr(export.importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real_find_spec(name, *a))
     assert cli.main(["export", str(preset), str(tmp_path / "m.onnx"), "--format", "onnx"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "tf2onnx" in err and "pip install 'video_swin[export]'" in err, err
+    assert_one_line_error(capsys.readouterr().err, "tf2onnx", "pip install 'video_swin[export]'")
     assert list(tmp_path.iterdir()) == []
 
 
