@@ -58,15 +58,19 @@ Randomisation (``randomize=True``; the values used with ``randomize=False`` in b
 * margin (how close to the edge the centre may get): 2-8 px (4 px).
 * compression, used by :func:`write_video` / :func:`make_synthetic` and ``generate_arrays(compress=True)``:
   libx264 CRF 14-32 with preset ultrafast/superfast/veryfast/faster (p=0.8) or mpeg4 with fixed
-  quantiser 2-12 (libx264 CRF 20, preset veryfast).  Always yuv420p in an .mp4, 8 fps by default.
+  quantiser 2-12 (libx264 CRF 20, preset veryfast); x264's macroblock tree is off (reproducible bytes).
+  Always yuv420p in an .mp4, 8 fps by default.
   If libx264 is missing, mpeg4 is used.
 
 All pixel ranges scale with ``size / 64``.  ``frames`` other than 16 keep the per-frame speeds and the
 total growth factor; for long clips the minimum speed is lowered so the path still fits in the frame.
 
 Determinism: clip ``j`` of class ``c`` is drawn from ``np.random.default_rng([seed, c, j])``, so it does not
-depend on how many clips are made or on the worker count, and the same seed gives the same files
-(byte-identical with the same PyAV/FFmpeg build).
+depend on how many clips are made or on the worker count, and the same seed gives the same files:
+byte-identical with the same PyAV/FFmpeg build on one machine, whatever its core count (the encoder runs
+one thread, and x264's macroblock tree, whose AVX-512 code was not deterministic, is off: see
+``X264_REPRODUCIBLE_PARAMS``). Across machines the decoded frames agree within the codec's noise; the bytes
+can differ where x264 picks other SIMD code (SSE2-only CPUs write other bytes than AVX2 / AVX-512 ones).
 """
 
 from __future__ import annotations
@@ -489,6 +493,16 @@ def render_clip(label, rng: np.random.Generator, frames: int = 16, size: int = 6
 # ------------------------------------------------------------------------------------------- video io
 
 
+# x264's macroblock-tree rate control is off: with it, single-threaded libx264 wrote different bytes for
+# the same frames within one process (30 encodes of one clip: 2-5 distinct streams) on AVX-512 CPUs. The
+# variation goes away with x264 limited to AVX2 (`asm=AVX2`) or with `mbtree=0`, and nothing else tried
+# removed it (lookahead threads, sliced threads, `threads=1`): x264's AVX-512 macroblock-tree code path is
+# not deterministic here. Without it the stream is the same on every run, on AVX-512 and AVX2 (the same
+# bytes), on any core count. (x264 limited to SSE2 writes other bytes, so files are reproducible on one
+# machine, not necessarily across instruction sets.)
+X264_REPRODUCIBLE_PARAMS = "mbtree=0"
+
+
 def _encode(target, frames: np.ndarray, fps, codec, crf, qscale, bitrate, preset) -> None:
     import av
 
@@ -504,12 +518,13 @@ def _encode(target, frames: np.ndarray, fps, codec, crf, qscale, bitrate, preset
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
         cc = stream.codec_context
-        cc.thread_count = 1
+        cc.thread_count = 1  # frame/slice threads would make the bytes depend on the core count
         opts = {}
         if codec == "libx264":
             if bitrate is None:
                 opts["crf"] = str(20 if crf is None else crf)
             opts["preset"] = preset or "veryfast"
+            opts["x264-params"] = X264_REPRODUCIBLE_PARAMS
         elif bitrate is None:
             q = 4 if qscale is None else int(qscale)
             opts["qmin"] = opts["qmax"] = str(q)
