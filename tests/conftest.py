@@ -1,11 +1,20 @@
 """Shared fixtures. torch/torchvision are imported before anything imports TensorFlow: the other order
-segfaults with torch 2.14 (see shared/reference/environment.md)."""
+segfaults with torch 2.14 (see shared/reference/environment.md).
+
+Parity is proven on the CPU in float32. On a GPU host the suite stays there: no GPU is visible to this
+process or to the processes tests start (the Keras backends' subprocesses, the CLI), unless you set
+CUDA_VISIBLE_DEVICES yourself; and TF32 is off for every library (NVIDIA_TF32_OVERRIDE=0, and torch's
+own switches in tests/reference.py), because TF32 matmuls and convolutions keep 10 mantissa bits and would
+break the 1e-5 parity tolerance."""
 
 import os
 import threading
 
-import torch  # noqa: F401  (import order matters)
-import torchvision  # noqa: F401
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+
+import torch  # noqa: E402,F401  (import order matters)
+import torchvision  # noqa: E402,F401
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -41,7 +41,11 @@ def test_backend_in_its_own_process(backend, small_preset, tiny_preset):
         "VIDEO_SWIN_SMALL_PRESET": str(small_preset),
         "VIDEO_SWIN_TINY_PRESET": str(tiny_preset),
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # Every backend on the CPU, on a GPU host too: torch's CUDA build would otherwise put the Keras
+        # model on the GPU (TF32 convolutions: ~1e-3 errors), JAX likewise.
         "JAX_PLATFORMS": "cpu",
+        "CUDA_VISIBLE_DEVICES": "",
+        "NVIDIA_TF32_OVERRIDE": "0",
     }
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "tests/models/backend_parity_case.py",
@@ -51,5 +55,6 @@ def test_backend_in_its_own_process(backend, small_preset, tiny_preset):
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{backend} backend:\n{output[-5000:]}"
     assert "skipped" not in proc.stdout and " passed" in proc.stdout, output[-3000:]
+    assert "PASSED tests/models/backend_parity_case.py::test_runs_on_the_requested_backend" in proc.stdout
     assert proc.stdout.count("PASSED tests/models/backend_parity_case.py::test_one_sgd_step_matches_torchvision[") == 2
     assert proc.stdout.count("PASSED tests/models/backend_parity_case.py::test_small_preset_matches_torchvision[") == 4
