@@ -35,17 +35,35 @@ def tiny_checkpoints(tiny_reference, tmp_path_factory):
     return reference.save_checkpoints(tiny_reference, tmp_path_factory.mktemp("tiny_ckpt"))
 
 
+class HeapReleases(list):
+    """The names of the threads that called `runtime.release_freed_heap`, in order; `wait_for(n)` blocks
+    until there are n (no sleeping and polling)."""
+
+    def __init__(self):
+        super().__init__()
+        self._changed = threading.Condition()
+
+    def record(self):
+        with self._changed:
+            self.append(threading.current_thread().name)
+            self._changed.notify_all()
+
+    def wait_for(self, count, timeout=60.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self) >= count, timeout)
+
+
 @pytest.fixture
 def record_heap_releases(monkeypatch):
-    """`record(period_s)` -> a list that gets, for each later `runtime.release_freed_heap` call, the name of
-    the thread that made it; the release is turned on (as `runtime.configure()` does) and
-    `releasing_freed_heap` then releases every `period_s` seconds."""
+    """`record(period_s)` -> a `HeapReleases` list that gets, for each later `runtime.release_freed_heap`
+    call, the name of the thread that made it; the release is turned on (as `runtime.configure()` does)
+    and `releasing_freed_heap` then releases every `period_s` seconds."""
     from video_swin import runtime
 
     def record(period_s):
-        calls = []
+        calls = HeapReleases()
         monkeypatch.setitem(runtime._state, "release_freed_heap", True)
-        monkeypatch.setattr(runtime, "release_freed_heap", lambda: calls.append(threading.current_thread().name))
+        monkeypatch.setattr(runtime, "release_freed_heap", calls.record)
         monkeypatch.setattr(runtime, "FREED_HEAP_RELEASE_PERIOD_S", period_s)
         return calls
 

@@ -26,7 +26,9 @@ SMALL_ARCH = dict(reference.SMALL_ARCHITECTURE, drop_path_rate=0.0)
 PARITY = 1e-5  # rtol = atol against torchvision, as in test_model_parity.py
 
 
-def _classifier():
+def _classifier(seed=0):
+    """Built from its own seed: the weights do not depend on which tests ran before."""
+    keras.utils.set_random_seed(seed)
     return VideoSwinClassifier(VideoSwinBackbone(**SMALL_ARCH), num_classes=5)
 
 
