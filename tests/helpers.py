@@ -88,6 +88,11 @@ def binomial_cdf(k: int, n: int, p: float) -> float:
     return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(0, min(k, n) + 1)))
 
 
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X > k) for X ~ Binomial(n, p), summed directly (no cancellation for tiny tails)."""
+    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(max(k + 1, 0), n + 1)))
+
+
 def binomial_floor(n: int, p: float, alpha: float = 1e-3) -> int:
     """The largest count k such that a classifier whose true accuracy is `p` scores fewer than k correct
     out of n with probability <= alpha: holding a claim "accuracy >= p" to `correct >= k` fails a model

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import binomial_cdf, binomial_floor
+from tests.helpers import binomial_floor, binomial_sf
 from video_swin.data import synthetic as syn
 
 T, S = 16, 64
@@ -332,7 +332,7 @@ def _chance_ceiling(n, p=1 / 8, alpha=ALPHA):
     do not depend on the class" each held-out prediction is right with probability 1/8 (balanced classes),
     independently, so the correct count is Binomial(n, 1/8)."""
     k = 0
-    while 1 - binomial_cdf(k, n, p) > alpha:
+    while binomial_sf(k, n, p) > alpha:
         k += 1
     return k
 
