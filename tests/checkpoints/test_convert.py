@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests import reference
+from tests.helpers import assert_one_line_error, assert_refused_in_one_line, run_cli
 from video_swin import files
 from video_swin.checkpoints import checkpoint_io, convert
 from video_swin.data import labels
@@ -75,16 +76,9 @@ def test_custom_labels_file(tiny_checkpoints, tmp_path):
 def _refused(tmp_path, path, *extra):
     """Runs the CLI; returns its stderr after checking the failure is clean."""
     out = tmp_path / "out_preset"
-    result = subprocess.run(
-        [sys.executable, "-m", "video_swin.cli", "convert", str(path), str(out), *extra],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("video-swin: error:")]
-    assert len(lines) == 1, result.stderr
+    line = assert_refused_in_one_line(run_cli("convert", path, out, *extra, timeout=300))
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out_preset")]
-    return lines[0]
+    return line
 
 
 def test_missing_tensors_are_named(tiny_reference, tmp_path):
@@ -133,11 +127,12 @@ def test_image_checkpoint_is_pointed_to_inflation(tmp_path):
     assert "--inflate" in _refused(tmp_path, path)
 
 
-def test_existing_output_is_not_overwritten(tiny_checkpoints, tmp_path):
+def test_existing_output_is_not_overwritten(tiny_checkpoints, tmp_path, capsys):
     out = tmp_path / "p"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert cli_main(["convert", str(tiny_checkpoints["official_pth"]), str(out)]) != 0
+    assert_one_line_error(capsys.readouterr().err, "already exists")
     assert (out / "keep.txt").read_text() == "mine"
     assert cli_main(["convert", str(tiny_checkpoints["official_pth"]), str(out), "--overwrite"]) == 0
     assert (out / "config.json").is_file() and not (out / "keep.txt").exists()
@@ -153,7 +148,8 @@ def test_info_describes_a_preset(tiny_checkpoints, tmp_path, capsys):
 
 
 def test_verify_without_torch_says_how_to_install(tmp_path):
-    code = "import sys; sys.modules['torch'] = None; from video_swin.cli import main; sys.exit(main(['verify']))"
+    """The `video-swin` executable (`console`) in a process where torch cannot be imported."""
+    code = "import sys; sys.modules['torch'] = None; sys.argv = ['video-swin', 'verify']; " \
+           "from video_swin.cli import console; console()"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "pip install 'video_swin[torch]'" in result.stderr
+    assert_refused_in_one_line(result, "pip install 'video_swin[torch]'")

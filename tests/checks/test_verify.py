@@ -1,17 +1,19 @@
 """`video-swin verify`: the table it prints, on the embedded default and on a user's checkpoint."""
 
-import subprocess
-import sys
-
 import numpy as np
 
 from tests import reference
+from tests.helpers import assert_no_native_lines, assert_refused_in_one_line, run_cli
 
 
 def _verify(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "video_swin.cli", "verify", *args], capture_output=True, text=True, timeout=900
-    )
+    """`video-swin verify ARGS` as the executable runs it; a successful run prints nothing on stderr and no
+    native library's line anywhere."""
+    result = run_cli("verify", *args, timeout=900)
+    if result.returncode == 0:
+        assert result.stderr == "", result.stderr[-2000:]
+        assert_no_native_lines(result.stdout)
+    return result
 
 
 def test_embedded_default_passes_with_a_row_per_component():
@@ -38,9 +40,7 @@ def test_a_users_checkpoint_is_verified(tmp_path):
 def test_verify_refuses_a_bad_checkpoint_in_one_line(tmp_path):
     path = tmp_path / "junk.pth"
     path.write_bytes(np.random.default_rng(0).bytes(1000))
-    result = _verify("--checkpoint", str(path))
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith("video-swin: error:") and len(result.stderr.strip().splitlines()) == 1
+    assert_refused_in_one_line(_verify("--checkpoint", str(path)), "junk.pth")
 
 
 def test_verify_reports_a_real_discrepancy(monkeypatch):

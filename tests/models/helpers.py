@@ -12,7 +12,9 @@ from video_swin.models.layers import WindowAttention3D
 SMALL_ARCH = dict(reference.SMALL_ARCHITECTURE, drop_path_rate=0.0)
 
 
-def classifier(**arch):
+def classifier(seed=0, **arch):
+    """Built from its own seed: the weights do not depend on which tests ran before."""
+    keras.utils.set_random_seed(seed)
     return VideoSwinClassifier(VideoSwinBackbone(**{**SMALL_ARCH, **arch}), num_classes=5)
 
 

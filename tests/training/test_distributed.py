@@ -28,14 +28,52 @@ def _last_json(text):
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+BIND_FAILURES = ("Address already in use", "Could not start gRPC server", "Failed to add port")
+
+
+def _ports_nobody_is_handed(n, rng):
+    """n ports that are free now and lie outside the kernel's ephemeral range.
+
+    TensorFlow's gRPC server binds the port TF_CONFIG names itself (on every interface, with SO_REUSEPORT
+    off), so the test cannot hold the port for it. Asking the kernel for a free port (bind to 0, close,
+    hand it over) races with every process that gets an ephemeral port in between; a port outside that
+    range is never handed out automatically, so only a process asking for that very number could take
+    it before the worker binds it, and that case is retried (`_run_workers`)."""
+    try:
+        low, high = map(int, EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    pool = [p for p in range(10000, 65536) if not low <= p <= high]
+    ports = []
+    while len(ports) < n:
+        port = int(rng.choice(pool))
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue  # in use now
+        if port not in ports:
+            ports.append(port)
     return ports
+
+
+def _run_workers(tmp_path, attempts=3):
+    """Both MultiWorkerMirroredStrategy workers to completion: [(returncode, stdout, stderr)]. A worker
+    that could not bind its port (another process asked for the same number) means new ports."""
+    rng = np.random.default_rng()
+    for _ in range(attempts):
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in _ports_nobody_is_handed(2, rng)]}
+        procs = [
+            subprocess.Popen([sys.executable, HELPER, "worker", str(tmp_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})))
+            for i in range(2)
+        ]
+        results = [(p, *p.communicate(timeout=600)) for p in procs]
+        if not any(p.returncode and any(m in err for m in BIND_FAILURES) for p, _, err in results):
+            return [(p.returncode, out, err) for p, out, err in results]
+    raise AssertionError(f"the workers could not bind their ports in {attempts} attempts: {results[0][2][-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +95,8 @@ def test_mirrored_strategy_on_two_logical_cpus(mirrored_run):
 
 
 def test_multi_worker_mirrored_strategy_two_processes(tmp_path, mirrored_run):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = [
-        subprocess.Popen([sys.executable, HELPER, "worker", str(tmp_path)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True,
-                         env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})))
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
+    for returncode, out, err in _run_workers(tmp_path):
+        assert returncode == 0, err[-3000:]
         assert _last_json(out)["replicas"] == 2
     with np.load(mirrored_run[0] / "single.npz") as z:
         single = [z[k] for k in sorted(z.files, key=lambda k: int(k.split("_")[1]))]

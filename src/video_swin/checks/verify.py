@@ -1,7 +1,8 @@
 """`video-swin verify`: our model against torchvision's swin3d_* with the same weights.
 
-The reference is torchvision's implementation (installed from the package index; its outputs equal the
-official code's bit for bit). Weights reach our model through the real converter, from a checkpoint file
+The reference is torchvision's implementation (installed from the package index; with the same weights its
+logits were measured bitwise identical to the official code's on every shape tried, as the project's
+reference notes record). Weights reach our model through the real converter, from a checkpoint file
 written the way users bring them. torch must be imported before TensorFlow in this process.
 """
 

@@ -22,10 +22,19 @@ class CommandError(Exception):
     """A failure already explained in one line."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the one-line error contract: a usage mistake is `video-swin: error: ...` on one line
+    (argparse would print its usage block first), exit status 2 as argparse's. Subcommand parsers inherit
+    the class."""
+
+    def error(self, message):
+        self.exit(2, f"video-swin: error: {self.prog}: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def build_parser():
     import importlib
 
-    parser = argparse.ArgumentParser(prog="video-swin", description="Video Swin Transformer in Keras 3")
+    parser = OneLineParser(prog="video-swin", description="Video Swin Transformer in Keras 3")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"video_swin.cli.{name}").add_subcommands(sub)

@@ -17,7 +17,12 @@ def _cmd_classify(args):
 
     files, failures = expand_inputs(args.videos)
     total = len(files) + len(failures)
+    # One input: its failure is the command's one error line. Several: a line (or JSON record) per failed
+    # input, the others still run, and the error line counts the failures.
+    single = total == 1 and not args.json
     for name, message in failures:
+        if single:
+            raise CommandError(f"{name}: {message}")
         _report_failure(args, name, message)
     if files:
         classifier = VideoClassifier(args.preset, views=args.views, batch_size=args.batch)
@@ -28,6 +33,8 @@ def _cmd_classify(args):
             except Exception as exc:  # one line per failing file; the others still run
                 if os.environ.get("VIDEO_SWIN_DEBUG"):
                     raise
+                if single:
+                    raise CommandError(f"{path}: {exc}") from exc
                 failures.append((path, str(exc)))
                 _report_failure(args, path, str(exc))
                 continue

@@ -25,20 +25,24 @@ Nothing else changes within a clip (moving shapes do not turn or scale, etc.).
 "Size" is the side of the shape's axis-aligned bounding box in its canonical (unrotated) pose, so a
 size-16 square has 16 px sides; shapes are drawn at 8-24 px ("size at the anchor frame", see below).
 
-No class from a single frame
-----------------------------
+What a single frame tells
+-------------------------
 Each clip is built around an *anchor frame* ``k`` whose state (centre, size, orientation, shape, colours)
 is drawn from one distribution shared by all eight classes; the motion is then laid out forwards and
 backwards from it, with the speed / growth factor capped so that the centre stays inside the frame and
 the size stays inside ``[8/1.5, 24*1.5]`` px.  With ``randomize=False`` the anchor is the first frame, so
-the first frame is distributed identically for every class.  With ``randomize=True`` the anchor is the
-first frame half of the time and a uniformly random frame otherwise, which trades a little first-frame
-information for less last-frame information (``sample_params(anchor_p=...)`` sets the mix).  Measured with
-a quadratic logistic regression on single-frame mask features (centroid, size, bbox; chance 0.125):
-``randomize=False`` 0.11 / 0.36 / 0.67 at frames 0 / 7 / 15; ``randomize=True`` 0.23 / 0.29 / 0.57
-(anchor_p=0: 0.12 / 0.40 / 0.64; anchor_p=1: 0.40 / 0.13 / 0.42).  Late frames of a clip still carry
-some information (e.g. a shape that ends near the right edge has more often been moving right); that is
-unavoidable when a 15-45 px trajectory has to stay in a 64 px frame.
+the first frame is distributed identically for every class: it tells nothing about the class.  Every other
+frame tells something, because a 15-45 px trajectory has to stay in a 64 px frame (a shape that ends
+near the right edge has more often been moving right).  With ``randomize=True`` the anchor is the first
+frame half of the time and a uniformly random frame otherwise, which spreads that information over the
+clip (``sample_params(anchor_p=...)`` sets the mix).  A nearest-class-centroid classifier on one frame's
+mask features (centroid, sqrt(area), bounding box; 400 clips per class, 2-fold; chance 0.125) is right for
+``randomize=False`` 0.12 / 0.36 / 0.66 of clips at frames 0 / 7 / 15, ``randomize=True`` 0.24 / 0.24 /
+0.49 (a quadratic logistic regression, measured when the generator was written and not re-measured by a
+test: 0.11 / 0.36 / 0.67 and 0.23 / 0.29 / 0.57).  So a single frame
+is a weak cue, never close to what the motion gives; tests/data/test_synthetic.py checks that the
+canonical first frame does not depend on the class and that no frame position lets that classifier
+name the class of three clips in four.
 
 Randomisation (``randomize=True``; the values used with ``randomize=False`` in brackets)
 -----------------------------------------------------------------------------------------
@@ -58,15 +62,19 @@ Randomisation (``randomize=True``; the values used with ``randomize=False`` in b
 * margin (how close to the edge the centre may get): 2-8 px (4 px).
 * compression, used by :func:`write_video` / :func:`make_synthetic` and ``generate_arrays(compress=True)``:
   libx264 CRF 14-32 with preset ultrafast/superfast/veryfast/faster (p=0.8) or mpeg4 with fixed
-  quantiser 2-12 (libx264 CRF 20, preset veryfast).  Always yuv420p in an .mp4, 8 fps by default.
+  quantiser 2-12 (libx264 CRF 20, preset veryfast); x264's macroblock tree is off (reproducible bytes).
+  Always yuv420p in an .mp4, 8 fps by default.
   If libx264 is missing, mpeg4 is used.
 
 All pixel ranges scale with ``size / 64``.  ``frames`` other than 16 keep the per-frame speeds and the
 total growth factor; for long clips the minimum speed is lowered so the path still fits in the frame.
 
 Determinism: clip ``j`` of class ``c`` is drawn from ``np.random.default_rng([seed, c, j])``, so it does not
-depend on how many clips are made or on the worker count, and the same seed gives the same files
-(byte-identical with the same PyAV/FFmpeg build).
+depend on how many clips are made or on the worker count, and the same seed gives the same files:
+byte-identical with the same PyAV/FFmpeg build on one machine, whatever its core count (the encoder runs
+one thread, and x264's macroblock tree, whose AVX-512 code was not deterministic, is off: see
+``X264_REPRODUCIBLE_PARAMS``). Across machines the decoded frames agree within the codec's noise; the bytes
+can differ where x264 picks other SIMD code (SSE2-only CPUs write other bytes than AVX2 / AVX-512 ones).
 """
 
 from __future__ import annotations
@@ -502,6 +510,16 @@ def _frame_chunks(frames):
         yield chunk
 
 
+# x264's macroblock-tree rate control is off: with it, single-threaded libx264 wrote different bytes for
+# the same frames within one process (30 encodes of one clip: 2-5 distinct streams) on AVX-512 CPUs. The
+# variation goes away with x264 limited to AVX2 (`asm=AVX2`) or with `mbtree=0`, and nothing else tried
+# removed it (lookahead threads, sliced threads, `threads=1`): x264's AVX-512 macroblock-tree code path is
+# not deterministic here. Without it the stream is the same on every run, on AVX-512 and AVX2 (the same
+# bytes), on any core count. (x264 limited to SSE2 writes other bytes, so files are reproducible on one
+# machine, not necessarily across instruction sets.)
+X264_REPRODUCIBLE_PARAMS = "mbtree=0"
+
+
 def _encode(target, frames, fps, codec, crf, qscale, bitrate, preset) -> None:
     import av
 
@@ -518,12 +536,13 @@ def _encode(target, frames, fps, codec, crf, qscale, bitrate, preset) -> None:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
         cc = stream.codec_context
-        cc.thread_count = 1
+        cc.thread_count = 1  # frame/slice threads would make the bytes depend on the core count
         opts = {}
         if codec == "libx264":
             if bitrate is None:
                 opts["crf"] = str(20 if crf is None else crf)
             opts["preset"] = preset or "veryfast"
+            opts["x264-params"] = X264_REPRODUCIBLE_PARAMS
         elif bitrate is None:
             q = 4 if qscale is None else int(qscale)
             opts["qmin"] = opts["qmax"] = str(q)
