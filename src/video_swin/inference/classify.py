@@ -1,7 +1,9 @@
 """From a video file (or decoded frames) to ranked labels with the preset's published test protocol.
 
 Views are scored in batches (bounded memory); softmax per view, then the mean over views
-(mmaction2's `average_clips='prob'`).
+(mmaction2's `average_clips='prob'`). The two halves are also module functions, `video_views` (no
+TensorFlow: decoding workers use it) and `view_probabilities`, so that batch engines (`deploy.batch`)
+that decode in one process and score in another compute exactly what `VideoClassifier` does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from video_swin.models import presets
 from video_swin.zoo import resolve as zoo_resolve
 from video_swin.data.preprocess import Protocol, resize_short_side
 
@@ -39,6 +40,8 @@ class VideoClassifier:
     def __init__(self, preset, views=None, batch_size=1):
         from video_swin import runtime
 
+        from video_swin.models import presets
+
         runtime.configure()
         self.preset = zoo_resolve.load_preset(preset)  # a Preset, a folder or a registered name
         if not self.preset.config.get("num_classes"):
@@ -57,39 +60,18 @@ class VideoClassifier:
 
     def views(self, video):
         """(V, T, C, C, 3) normalised views and the decode / preprocess timings."""
-        if isinstance(video, np.ndarray):
-            start = time.perf_counter()
-            views = self.protocol.views_for_video(_check_frames(video))
-            return views, {"decode_s": 0.0, "preprocess_s": time.perf_counter() - start}
-        from video_swin.data.video import probe, read_frames
+        return video_views(self.protocol, video)
 
-        start = time.perf_counter()
-        info = probe(video)
-        flat = [i for clip in self.protocol.clip_indices(info.num_frames) for i in clip]
-        resize_time = 0.0
-
-        def resize(frame):  # each frame is resized as soon as it is decoded: memory stays bounded
-            nonlocal resize_time
-            t = time.perf_counter()
-            out = resize_short_side(frame, self.protocol.short_side)
-            resize_time += time.perf_counter() - t
-            return out
-
-        frames = read_frames(video, flat, frame_fn=resize)
-        decoded = time.perf_counter()
-        views = self.protocol.views_from_frames(frames)
-        preprocess = resize_time + time.perf_counter() - decoded
-        return views, {"decode_s": decoded - start - resize_time, "preprocess_s": preprocess}
+    def view_probabilities(self, views):
+        """Softmax of each view's logits: (V, classes) float64, the model run `batch_size` views at a time."""
+        probs = []
+        for start in range(0, len(views), self.batch_size):
+            probs.append(view_probabilities(self.model.predict_on_batch(views[start : start + self.batch_size])))
+        return np.concatenate(probs)
 
     def score_views(self, views):
         """Softmax of each view's logits, averaged over views: (classes,) float64."""
-        probs = []
-        for start in range(0, len(views), self.batch_size):
-            logits = np.asarray(self.model.predict_on_batch(views[start : start + self.batch_size]), "float64")
-            logits -= logits.max(axis=-1, keepdims=True)
-            exp = np.exp(logits)
-            probs.append(exp / exp.sum(axis=-1, keepdims=True))
-        return np.concatenate(probs).mean(axis=0)
+        return self.view_probabilities(views).mean(axis=0)
 
     def __call__(self, video) -> Result:
         start = time.perf_counter()
@@ -105,6 +87,43 @@ class VideoClassifier:
 def classify(video, preset, top_k=5, views=None, batch_size=1):
     """Ranked (label, probability) pairs for a video path or a (T, H, W, 3) uint8 array."""
     return VideoClassifier(preset, views=views, batch_size=batch_size)(video).top_k(top_k)
+
+
+def video_views(protocol, video, normalise=True):
+    """The protocol's (V, T, C, C, 3) views of a video path or a (T, H, W, 3) uint8 array, and the decode /
+    preprocess timings. float32 normalised views, or with `normalise=False` their uint8 pixels
+    (`protocol.normalize_views` turns them into exactly the same float32 views)."""
+    if isinstance(video, np.ndarray):
+        start = time.perf_counter()
+        views = protocol.views_for_video(_check_frames(video), normalise=normalise)
+        return views, {"decode_s": 0.0, "preprocess_s": time.perf_counter() - start}
+    from video_swin.data.video import probe, read_frames
+
+    start = time.perf_counter()
+    info = probe(video)
+    flat = [i for clip in protocol.clip_indices(info.num_frames) for i in clip]
+    resize_time = 0.0
+
+    def resize(frame):  # each frame is resized as soon as it is decoded: memory stays bounded
+        nonlocal resize_time
+        t = time.perf_counter()
+        out = resize_short_side(frame, protocol.short_side)
+        resize_time += time.perf_counter() - t
+        return out
+
+    frames = read_frames(video, flat, frame_fn=resize)
+    decoded = time.perf_counter()
+    views = protocol.views_from_frames(frames, normalise=normalise)
+    preprocess = resize_time + time.perf_counter() - decoded
+    return views, {"decode_s": decoded - start - resize_time, "preprocess_s": preprocess}
+
+
+def view_probabilities(logits):
+    """Softmax of each row of (V, classes) logits, in float64."""
+    logits = np.asarray(logits, "float64")
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def _check_frames(frames):
