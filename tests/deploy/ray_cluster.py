@@ -28,15 +28,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker_environment(extra=None):
-    """The environment of the nodes (their workers inherit it) and of the drivers the tests start: this
-    checkout's package and its `tests` package (task classes the tests define) first, and Ray's memory
-    monitor off (on a machine shared with other jobs it would kill our workers for their memory)."""
+def _environment(paths, extra=None):
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update({"RAY_memory_monitor_refresh_ms": "0", "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
+    # RAY_AUTH_MODE: a token in ~/.ray/auth_token (which a local `ray.init()` writes) would otherwise turn
+    # token authentication on for the head and not for the nodes joining it.
+    env.update({"RAY_memory_monitor_refresh_ms": "0", "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2",
+                "RAY_AUTH_MODE": "disabled"})
     env.update(extra or {})
     return env
+
+
+def driver_environment(extra=None):
+    """For drivers the tests start: this checkout's package and its `tests` package (task classes the tests
+    define), and Ray's memory monitor off (on a machine shared with other jobs it would kill our workers
+    for their memory)."""
+    return _environment([REPO / "src", REPO], extra)
+
+
+def node_environment(extra=None):
+    """For the nodes (their workers inherit it): the `tests` package but NOT this checkout's `video_swin`.
+    The workers run the package the driver ships (`runtime_env` `py_modules`); whatever `video_swin` the
+    environment has installed (here the venv's, from another checkout) is not this branch's."""
+    return _environment([REPO], extra)
 
 
 class LocalCluster:
@@ -47,7 +61,8 @@ class LocalCluster:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="vsray", dir="/tmp"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = worker_environment(env)
+        self.env = node_environment(env)  # the nodes'
+        self.driver_env = driver_environment(env)
         self.nodes, self.cpus, self.object_store_bytes = nodes, cpus, object_store_bytes
         self.processes = []
 

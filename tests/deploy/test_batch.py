@@ -21,7 +21,7 @@ import pytest
 
 from tests.deploy import batch_helpers
 from tests.deploy.batch_helpers import PRESET, VIEWS
-from tests.deploy.ray_cluster import REPO, LocalCluster, worker_environment
+from tests.deploy.ray_cluster import REPO, LocalCluster, driver_environment
 from video_swin.deploy import batch
 
 GOOD = 44  # + 4 broken files = 48 videos
@@ -29,7 +29,7 @@ GOOD = 44  # + 4 broken files = 48 videos
 
 def _cli(*args, env=None, timeout=900):
     return subprocess.run([sys.executable, "-m", "video_swin.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env or worker_environment(), cwd=REPO)
+                          timeout=timeout, env=env or driver_environment(), cwd=REPO)
 
 
 def _rows(path):
@@ -81,7 +81,7 @@ def cluster():
 
 def _ray_classify(cluster, folder, out, *extra):
     return _cli("classify", folder, "--preset", PRESET, "--views", VIEWS, "--engine", "ray", "--address",
-                cluster.address, "--actors", 2, "--batch", 3, "--out", out, "--json", *extra, env=cluster.env)
+                cluster.address, "--actors", 2, "--batch", 3, "--out", out, "--json", *extra, env=cluster.driver_env)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -92,7 +92,8 @@ def _ray_classify(cluster, folder, out, *extra):
 def test_ray_cluster_equals_single_process_and_reruns_skip_everything(cluster, archive, single_process, tmp_path):
     """48 videos (4 broken) over a head and a second node: one row per video, top-5 probabilities equal to
     single-process classify within 1e-6, broken files are error rows with the same one-line reason;
-    decoding ran in its own tasks, not fused into the model actors; a rerun does nothing."""
+    decoding ran in its own tasks, not fused into the model actors; the workers ran the package the driver
+    shipped (the nodes' environment has only another checkout's `video_swin`); a rerun does nothing."""
     folder, good, broken = archive
     out = tmp_path / "results.parquet"
     result = _ray_classify(cluster, folder, out)
@@ -134,7 +135,7 @@ def _slow_driver(cluster, folder, out, delay_s, rows_per_part):
     return subprocess.Popen(
         [sys.executable, "-m", "tests.deploy.batch_helpers", str(folder), str(out), "--address", cluster.address,
          "--delay", str(delay_s), "--rows-per-part", str(rows_per_part)],
-        env=cluster.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=cluster.driver_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _parts_rows(parts):

@@ -418,7 +418,10 @@ class ParquetResults:
         self.schema = schema.with_metadata({METADATA_KEY: json.dumps(self.settings, sort_keys=True).encode()})
         self.rows_per_part = max(1, int(rows_per_part))
         self.part_interval_s = float(part_interval_s)
-        self.run = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        # Part names sort in the order runs started (the newest row of a video wins) and never collide,
+        # even for two runs of one process within a second.
+        now = time.time_ns()
+        self.run = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now // 10**9))}.{now % 10**9:09d}-{os.getpid()}"
         self.buffer, self.sequence, self.last_flush = [], 0, time.monotonic()
         self.written = 0
         self._lock = None
@@ -487,7 +490,7 @@ class ParquetResults:
             return
         table = self.pa.Table.from_pylist(self.buffer, schema=self.schema)
         self.sequence += 1
-        with files.atomic_path(self.parts / f"part-{self.run}-{self.sequence:06d}.parquet") as tmp:
+        with files.atomic_path(self.parts / f"part-{self.run}-{self.sequence:06d}.parquet", overwrite=False) as tmp:
             self.pq.write_table(table, tmp)
             files.sync_to_disk(tmp)
         self.written += len(self.buffer)
@@ -641,7 +644,12 @@ def _connect(ray, address, ray_init):
     """Connects this process to Ray unless it already is; True when it connected here."""
     if ray.is_initialized():
         return False
-    settings = {"log_to_driver": False, "logging_level": logging.ERROR, **(ray_init or {})}
+    import video_swin
+
+    # The workers run this driver's own `video_swin` (Ray ships the package folder, a few MB): the code on
+    # the nodes is the code that planned the run, whatever version, if any, the nodes have installed.
+    settings = {"log_to_driver": False, "logging_level": logging.ERROR,
+                "runtime_env": {"py_modules": [video_swin]}, **(ray_init or {})}
     if address:
         ray.init(address=address, **settings)
     else:  # a new local cluster sized to this machine, never somebody's running one
