@@ -27,8 +27,7 @@ VIEWS = "2x1"  # two clips of the 16-frame videos: a video's views can fall into
 def write_videos(folder, count, seed=0):
     """`count` synthetic-motion clips of 16 frames of 64x64 at 16 fps (1 s), and four broken files.
     Returns (good paths, {broken path: what is wrong})."""
-    import av
-
+    from tests.data.test_video import write_audio_only  # imported here: workers load this module too
     from video_swin.data import synthetic
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,15 +40,7 @@ def write_videos(folder, count, seed=0):
     (folder / "empty.mp4").write_bytes(b"")
     data = (folder / "clip000.mp4").read_bytes()
     (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
-    with av.open(str(folder / "audio_only.mp4"), "w") as out:
-        stream = out.add_stream("aac", rate=16000)
-        for i in range(10):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    write_audio_only(folder / "audio_only.mp4")
     broken = {str(folder / name): name for name in ("text.mp4", "empty.mp4", "truncated.mp4", "audio_only.mp4")}
     return good, broken
 

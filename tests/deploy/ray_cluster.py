@@ -61,6 +61,8 @@ class LocalCluster:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="vsray", dir="/tmp"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.client_port = free_port()
+        self.client_address = f"ray://127.0.0.1:{self.client_port}"  # Ray Client, served by the head
         self.env = node_environment(env)  # the nodes'
         self.driver_env = driver_environment(env)
         self.nodes, self.cpus, self.object_store_bytes = nodes, cpus, object_store_bytes
@@ -82,7 +84,7 @@ class LocalCluster:
                   f"--dashboard-agent-listen-port={free_port()}", "--block"]
         if index == 0:
             role = ["--head", f"--port={self.port}", "--include-dashboard=false", f"--dashboard-port={free_port()}",
-                    f"--ray-client-server-port={free_port()}"]
+                    f"--ray-client-server-port={self.client_port}"]
         else:
             role = [f"--address={self.address}"]
         with open(log, "wb") as out:
@@ -101,38 +103,52 @@ class LocalCluster:
         """The node processes and every process whose command line names this cluster's temp dir."""
         pids = {p.pid for p in self.processes if p.poll() is None}
         marker = str(self.temp_dir).encode()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if marker in (entry / "cmdline").read_bytes():
-                        pids.add(int(entry.name))
+        for pid in _pids():
+            with contextlib.suppress(OSError):
+                if marker in _cmdline(pid):
+                    pids.add(pid)
         return pids
+
+    def _raylets(self):
+        return {pid for pid in self._cluster_pids() if _cmdline(pid).split(b"\0")[0].endswith(b"raylet")}
 
     def workers(self, title_contains=""):
         """{pid: process title} of the worker processes (the raylets' children) whose title contains
         `title_contains`, e.g. "ray::MapWorker(MapBatches(ModelStage)).submit" for an actor in a task."""
-        raylets = {pid for pid in self._cluster_pids() if _cmdline(pid).split(b"\0")[0].endswith(b"raylet")}
+        raylets = self._raylets()
         found = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
+        for pid in _pids():
             with contextlib.suppress(OSError, ValueError, IndexError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                title = _cmdline(int(entry.name)).split(b"\0")[0].decode(errors="replace")
-                if ppid in raylets and title.startswith("ray::") and title_contains in title:
-                    found[int(entry.name)] = title
+                title = _cmdline(pid).split(b"\0")[0].decode(errors="replace")
+                if _ppid(pid) in raylets and title.startswith("ray::") and title_contains in title:
+                    found[pid] = title
         return found
 
+    def _members(self, raylets):
+        """Every live process of this cluster: `_cluster_pids`, the workers of `raylets` (by parent, or by
+        RAY_RAYLET_PID once a dead raylet left them to init), and their descendants."""
+        members = self._cluster_pids()
+        marks = {f"RAY_RAYLET_PID={pid}".encode() for pid in raylets}
+        for pid in _pids():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                if _ppid(pid) in raylets or set((Path(f"/proc/{pid}") / "environ").read_bytes().split(b"\0")) & marks:
+                    members.add(pid)
+        while True:
+            children = {pid for pid in _pids() if _ppid(pid) in members} - members
+            if not children:
+                return members
+            members |= children
+
     def stop(self):
+        raylets = self._raylets()
         for process in self.processes:  # `ray start --block` stops its node on SIGTERM (after draining)
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and any(p.poll() is None for p in self.processes):
             time.sleep(0.2)
-        for _ in range(3):  # whatever is left of this cluster (and its workers) by PID
-            pids = self._cluster_pids()
-            pids.update(self._children(pids))
+        for _ in range(5):  # whatever is left of this cluster, by PID
+            pids = self._members(raylets)
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
@@ -144,16 +160,6 @@ class LocalCluster:
             time.sleep(0.5)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    @staticmethod
-    def _children(parents):
-        children = set()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) in parents:
-                        children.add(int(entry.name))
-        return children
-
     def __enter__(self):
         return self.start()
 
@@ -164,3 +170,15 @@ class LocalCluster:
 
 def _cmdline(pid) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _ppid(pid) -> int:
+    """The parent's PID; -1 for a process that has gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def _pids():
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]

@@ -79,9 +79,10 @@ def cluster():
         yield running
 
 
-def _ray_classify(cluster, folder, out, *extra):
+def _ray_classify(cluster, folder, out, *extra, address=None):
     return _cli("classify", folder, "--preset", PRESET, "--views", VIEWS, "--engine", "ray", "--address",
-                cluster.address, "--actors", 2, "--batch", 3, "--out", out, "--json", *extra, env=cluster.driver_env)
+                address or cluster.address, "--actors", 2, "--batch", 3, "--out", out, "--json", *extra,
+                env=cluster.driver_env)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -178,7 +179,8 @@ def test_actor_killed_mid_run_every_video_once(cluster, archive, single_process,
 def test_driver_killed_then_rerun_does_only_the_missing(cluster, archive, single_process, tmp_path):
     """SIGKILL to the driver mid-run leaves complete parts; `video-swin classify --engine ray` on the same
     --out then processes exactly the videos not in them, and keeps the first run's rows as they were
-    (their timings, which differ from run to run, are unchanged)."""
+    (their timings, which differ from run to run, are unchanged). The rerun connects through Ray Client
+    (`--address ray://...`), where the pipeline's driver is an actor on the cluster."""
     folder, good, broken = archive
     out = tmp_path / "driver_killed.parquet"
     parts = out.with_name(out.name + ".parts")
@@ -194,7 +196,7 @@ def test_driver_killed_then_rerun_does_only_the_missing(cluster, archive, single
     first_run = _parts_rows(parts)
     assert 6 <= len(first_run) < 48
 
-    result = _ray_classify(cluster, folder, out)
+    result = _ray_classify(cluster, folder, out, address=cluster.client_address)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["processed"], summary["skipped"]) == (48 - len(first_run), len(first_run))

@@ -15,8 +15,10 @@ The pipeline is generic over a per-video *task* (`BatchTask`; `ClassifyTask` is 
 On Ray (`engine="ray"`) the first two stages are Ray Data operators (`flat_map`, then `map_batches` over
 a callable class in an `ActorPoolStrategy`; `build_dataset`); Ray Data streams blocks through them with backpressure,
 so memory holds the blocks in flight, never the archive. The third stage runs in the driver, which is also
-the only writer: it iterates the dataset's output as it is produced. `engine="local"` runs the same three
-functions one video after another in this process.
+the only writer: it iterates the dataset's output as it is produced. Through Ray Client (`ray://`), where
+Ray Data cannot drive a pipeline, an actor on the cluster (`Coordinator`) iterates and regroups, and this
+process takes the finished rows and writes them. `engine="local"` runs the same three functions one video
+after another in this process.
 
 Views travel between the stages as uint8 pixels (the protocol's resized crops), normalised in the model
 actor (`Protocol.normalize_views`, element-wise, so bit-identical to `VideoClassifier`'s float32 views):
@@ -605,14 +607,69 @@ def _run_ray(task, todo, regroup, write, *, address, num_actors, cpus_per_actor,
     try:
         num_actors = _pool_size(ray, num_actors, cpus_per_actor, gpus_per_actor)
         task.on_cluster()
-        ds = build_dataset(ray, task, todo, num_actors=num_actors, cpus_per_actor=cpus_per_actor,
-                           gpus_per_actor=gpus_per_actor, batch_size=batch_size or DEFAULT_RAY_BATCH)
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            write(regroup.add(batch))
+        pipeline = {"num_actors": num_actors, "cpus_per_actor": cpus_per_actor, "gpus_per_actor": gpus_per_actor,
+                    "batch_size": batch_size or DEFAULT_RAY_BATCH}
+        if ray.util.client.ray.is_connected():
+            _run_through_coordinator(ray, task, todo, write, pipeline)
+        else:
+            for batch in build_dataset(ray, task, todo, **pipeline).iter_batches(batch_size=None, batch_format="numpy"):
+                write(regroup.add(batch))
     finally:
         if connected_here:  # a cluster started here stops; a connection made here closes
             ray.shutdown()
     return num_actors
+
+
+class Coordinator:
+    """The Ray Data driver of a run whose own process is a Ray Client (`ray://`): Ray Data's streaming
+    executor needs a process of the cluster, so this actor runs the pipeline and `Regroup`, and the client
+    takes the finished rows (small: top-k lists, or per-window features) and writes them where it runs."""
+
+    def __init__(self, task, todo, pipeline):
+        import threading
+
+        self.rows, self.finished, self.error = [], False, None
+        self.lock = threading.Condition()
+        threading.Thread(target=self._run, args=(task, todo, pipeline), daemon=True).start()
+
+    def _run(self, task, todo, pipeline):
+        import ray
+
+        try:
+            regroup = Regroup(task)
+            for batch in build_dataset(ray, task, todo, **pipeline).iter_batches(batch_size=None, batch_format="numpy"):
+                rows = regroup.add(batch)
+                with self.lock:
+                    self.rows += rows
+                    self.lock.notify_all()
+            if regroup.pending:
+                raise BatchError(f"{len(regroup.pending)} video(s) came back incomplete; rerun to finish them")
+        except Exception as exc:
+            self.error = _one_line(exc)
+        with self.lock:
+            self.finished = True
+            self.lock.notify_all()
+
+    def take(self, wait_s=2.0):
+        """(rows finished since the last call, whether the run is over, its error or None)."""
+        with self.lock:
+            self.lock.wait_for(lambda: self.rows or self.finished, timeout=wait_s)
+            rows, self.rows = self.rows, []
+            return rows, self.finished, self.error
+
+
+def _run_through_coordinator(ray, task, todo, write, pipeline):
+    coordinator = ray.remote(num_cpus=0, max_restarts=0)(Coordinator).remote(task, todo, pipeline)
+    try:
+        while True:
+            rows, finished, error = ray.get(coordinator.take.remote())
+            write(rows)
+            if error:
+                raise BatchError(f"the run on the cluster failed: {error}")
+            if finished and not rows:
+                return
+    finally:
+        ray.kill(coordinator)
 
 
 def build_dataset(ray, task, todo, *, num_actors, cpus_per_actor, gpus_per_actor, batch_size):
@@ -649,7 +706,7 @@ def _connect(ray, address, ray_init):
     # The workers run this driver's own `video_swin` (Ray ships the package folder, a few MB): the code on
     # the nodes is the code that planned the run, whatever version, if any, the nodes have installed.
     settings = {"log_to_driver": False, "logging_level": logging.ERROR,
-                "runtime_env": {"py_modules": [video_swin]}, **(ray_init or {})}
+                "runtime_env": {"py_modules": [str(Path(video_swin.__file__).parent)]}, **(ray_init or {})}
     if address:
         ray.init(address=address, **settings)
     else:  # a new local cluster sized to this machine, never somebody's running one
