@@ -350,6 +350,25 @@ def test_local_run_is_resumable_from_parts_and_refuses_other_settings(tmp_path):
         batch.run_task(OtherTask(), videos, out, engine="local", progress=False)
 
 
+def test_several_rows_per_video_come_from_the_newest_file(tmp_path):
+    """A writer may give a video several rows (features: one per window). Assembling keeps all the rows of
+    a video from the newest file holding it, and none from older ones."""
+    schema = pa.schema([("video", pa.string()), ("window", pa.int32()), ("error", pa.string())])
+    out = tmp_path / "index.parquet"
+
+    def run(videos):
+        with batch.ParquetResults(out, schema, {"task": "windows"}, rows_per_part=2) as writer:
+            for video, windows, error in videos:
+                writer.add(*({"video": video, "window": w, "error": error} for w in range(windows)))
+            writer.finalize()
+
+    run([("a", 3, None), ("b", 1, "x")])  # parts of 2 rows: a's three rows stay together
+    run([("b", 2, None), ("c", 1, None)])
+    table = pq.read_table(out).to_pylist()
+    assert sorted((r["video"], r["window"], r["error"]) for r in table) == [
+        ("a", 0, None), ("a", 1, None), ("a", 2, None), ("b", 0, None), ("b", 1, None), ("c", 0, None)]
+
+
 def test_one_run_at_a_time_per_output(tmp_path):
     task = CountTask()
     out = tmp_path / "out.parquet"
@@ -363,3 +382,27 @@ def test_missing_ray_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(batch.BatchError, match=r"the Ray engine needs ray: pip install 'video_swin\[ray\]'"):
         batch.run_task(CountTask(), [str(tmp_path / "1_a.mp4")], tmp_path / "out.parquet", engine="ray", progress=False)
     assert not (tmp_path / "out.parquet").exists() and not (tmp_path / "out.parquet.parts").exists()
+
+
+def test_pool_size_defaults_and_limits():
+    """The default pool (docs/ray.md): one actor per --gpus-per-actor GPUs, or three quarters of the CPUs
+    (at least one CPU left to decoding); pools that leave decoding no CPU, or ask for GPUs the cluster does
+    not have, are refused in one line."""
+
+    class Cluster:
+        def __init__(self, **resources):
+            self.resources = resources
+
+        def cluster_resources(self):
+            return self.resources
+
+    assert batch._pool_size(Cluster(CPU=16), None, 1, 0) == 12
+    assert batch._pool_size(Cluster(CPU=16), None, 2, 0) == 6
+    assert batch._pool_size(Cluster(CPU=2), None, 1, 0) == 1
+    assert batch._pool_size(Cluster(CPU=32, GPU=4), None, 1, 1) == 4
+    assert batch._pool_size(Cluster(CPU=32, GPU=4), None, 1, 0.5) == 8
+    assert batch._pool_size(Cluster(CPU=4), 2, 1, 0) == 2
+    with pytest.raises(batch.BatchError, match="leave no CPU to decode"):
+        batch._pool_size(Cluster(CPU=4), 4, 1, 0)
+    with pytest.raises(batch.BatchError, match="the cluster has 0 GPU"):
+        batch._pool_size(Cluster(CPU=4), None, 1, 1)

@@ -127,7 +127,11 @@ class BatchTask:
         finish(video, outputs, columns, timings) -> dict   one output row; outputs (N, *output_shape) and
                                       columns in view order
         error_row(video, message, timings) -> dict
-        open_writer(out, settings, rows_per_part, part_interval_s) -> the writer (`ParquetResults`)
+        open_writer(out, settings, rows_per_part, part_interval_s) -> the writer: a context manager with
+                                      done(retry_failed) -> videos to skip, add(row) for each row `finish`
+                                      or `error_row` made, finalize(); `ParquetResults`, or a subclass
+                                      whose add() expands a row (e.g. saves a video's features as .npy and
+                                      adds one index row per window with `ParquetResults.add(*rows)`)
     """
 
     view_columns: tuple = ()
@@ -405,8 +409,8 @@ class ParquetResults:
     """One row per video in a Parquet file, resumable.
 
     Complete videos are written in parts (`OUT.parts/part-RUN-SEQ.parquet`, each atomic) every
-    `rows_per_part` videos or `part_interval_s` seconds; `finalize()` assembles OUT atomically (the newest
-    row of each video wins) and removes the parts. `done()` lists the videos already in OUT or in parts,
+    `rows_per_part` rows or `part_interval_s` seconds; `finalize()` assembles OUT atomically (a video's rows
+    come from the newest file holding it) and removes the parts. `done()` lists the videos already in OUT or in parts,
     for a rerun to skip. One run at a time per OUT (a lock file in the parts folder)."""
 
     def __init__(self, out, schema, settings, rows_per_part=DEFAULT_ROWS_PER_PART, part_interval_s=DEFAULT_PART_INTERVAL_S):
@@ -481,8 +485,10 @@ class ParquetResults:
 
     # -- writing ----------------------------------------------------------------------------------------
 
-    def add(self, row):
-        self.buffer.append(row)
+    def add(self, *rows):
+        """The rows of one video (one for classify; a writer may give a video several, e.g. one per window):
+        they always land in the same part."""
+        self.buffer.extend(rows)
         if len(self.buffer) >= self.rows_per_part or time.monotonic() - self.last_flush >= self.part_interval_s:
             self.flush()
 
@@ -499,8 +505,10 @@ class ParquetResults:
         self.buffer = []
 
     def finalize(self):
-        """Writes OUT from OUT and the parts (newest row of each video), atomically, then removes the
-        parts. Rows are in the order they were completed; sort by `video` if you need an order."""
+        """Writes OUT from OUT and the parts, atomically, then removes the parts. A video's rows come from the
+        newest file that has it (a writer may give a video several rows, e.g. one per window; a run writes a
+        video once, so they are all in one file). Rows are in the order they were completed; sort by `video`
+        if you need an order."""
         self.flush()
         sources = self._sources()
         parts = [p for p in sources if p != self.out]
@@ -514,11 +522,7 @@ class ParquetResults:
             with self.pq.ParquetWriter(tmp, self.schema) as writer:
                 for index, path in enumerate(sources):
                     for batch in self.pq.ParquetFile(path).iter_batches(batch_size=4096):
-                        keep = []
-                        for video in batch.column("video").to_pylist():
-                            keep.append(newest.get(video) == index)
-                            if keep[-1]:
-                                del newest[video]  # a video twice in one source is written once
+                        keep = [newest[video] == index for video in batch.column("video").to_pylist()]
                         if any(keep):
                             writer.write_table(self.pa.Table.from_batches([batch]).filter(self.pa.array(keep)).cast(self.schema))
             files.sync_to_disk(tmp)
