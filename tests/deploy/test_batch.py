@@ -227,6 +227,9 @@ def test_cli_refuses_options_that_do_not_apply(tmp_path):
         "video-swin: error: --engine ray writes its results to a file: add --out results.parquet")
     result = _cli("classify", tmp_path, "--preset", PRESET, "--actors", 2)
     assert result.returncode == 1 and "--actors applies to --out / --engine ray runs" in result.stderr
+    result = _cli("classify", tmp_path, "--preset", PRESET, "--out", tmp_path / "r.parquet", "--gpus-per-actor", 1)
+    assert result.returncode == 1 and "--gpus-per-actor applies to --engine ray" in result.stderr
+    assert not (tmp_path / "r.parquet").exists()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -406,3 +409,17 @@ def test_pool_size_defaults_and_limits():
         batch._pool_size(Cluster(CPU=4), 4, 1, 0)
     with pytest.raises(batch.BatchError, match="the cluster has 0 GPU"):
         batch._pool_size(Cluster(CPU=4), None, 1, 1)
+
+
+def test_an_address_nobody_listens_on_is_one_line_at_once(tmp_path):
+    """`ray.init` would retry such an address for minutes."""
+    from tests.deploy.ray_cluster import free_port
+
+    out = tmp_path / "out.parquet"
+    for address, message in ((f"127.0.0.1:{free_port()}", "cannot reach the Ray cluster at 127.0.0.1:"),
+                             ("ray://host:port", "expected auto, HOST:PORT or ray://HOST:PORT")):
+        start = time.monotonic()
+        with pytest.raises(batch.BatchError, match=message):
+            batch.run_task(CountTask(), [str(tmp_path / "1_a.mp4")], out, engine="ray", address=address, progress=False)
+        assert time.monotonic() - start < 30
+    assert not out.exists() and not (tmp_path / "out.parquet.parts").exists()

@@ -9,20 +9,26 @@ import sys
 from video_swin.cli.app import CommandError
 
 
+RAY_OPTIONS = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
+ARCHIVE_OPTIONS = RAY_OPTIONS + ("rows_per_part", "retry_failed")
+
+
+def _refuse(args, options, applies_to):
+    for name in options:
+        if getattr(args, name) not in (None, False):
+            raise CommandError(f"--{name.replace('_', '-')} applies to {applies_to}")
+
+
 def _cmd_classify(args):
     import json
 
-    from tqdm import tqdm
-
     if args.out is not None or args.engine == "ray":
         return _classify_archive(args)
-    for flag, value in (("--address", args.address), ("--actors", args.actors), ("--gpus-per-actor", args.gpus_per_actor),
-                        ("--cpus-per-actor", args.cpus_per_actor), ("--rows-per-part", args.rows_per_part),
-                        ("--retry-failed", args.retry_failed or None)):
-        if value is not None:
-            raise CommandError(f"{flag} applies to --out / --engine ray runs")
+    _refuse(args, ARCHIVE_OPTIONS, "--out / --engine ray runs")
     if args.batch is None:
         args.batch = 1
+
+    from tqdm import tqdm
 
     from video_swin.inference.classify import VideoClassifier, expand_inputs
 
@@ -68,10 +74,7 @@ def _classify_archive(args):
     if args.out is None:
         raise CommandError("--engine ray writes its results to a file: add --out results.parquet")
     if args.engine == "local":
-        for flag, value in (("--address", args.address), ("--actors", args.actors),
-                            ("--gpus-per-actor", args.gpus_per_actor), ("--cpus-per-actor", args.cpus_per_actor)):
-            if value is not None:
-                raise CommandError(f"{flag} applies to --engine ray")
+        _refuse(args, RAY_OPTIONS, "--engine ray")
     options = {"rows_per_part": args.rows_per_part} if args.rows_per_part is not None else {}
     # Ray's driver prints the cluster's notices (e.g. "Task ... failed ... will be retried" when a worker dies)
     # on stdout; here stdout carries only the summary, so they go to stderr.

@@ -709,6 +709,8 @@ def _connect(ray, address, ray_init):
 
     # The workers run this driver's own `video_swin` (Ray ships the package folder, a few MB): the code on
     # the nodes is the code that planned the run, whatever version, if any, the nodes have installed.
+    if address and address != "auto":
+        _check_reachable(address)
     settings = {"log_to_driver": False, "logging_level": logging.ERROR,
                 "runtime_env": {"py_modules": [str(Path(video_swin.__file__).parent)]}, **(ray_init or {})}
     if address:
@@ -716,6 +718,24 @@ def _connect(ray, address, ray_init):
     else:  # a new local cluster sized to this machine, never somebody's running one
         ray.init(address="local", include_dashboard=False, **settings)
     return True
+
+
+def _check_reachable(address, timeout_s=10.0):
+    """`ray.init` keeps retrying an address nobody listens on for minutes; a TCP connection says at once."""
+    import socket
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(address if "://" in address else f"gcs://{address}")
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise BatchError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise BatchError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def _pool_size(ray, num_actors, cpus_per_actor, gpus_per_actor):
