@@ -1,4 +1,5 @@
-"""`video-swin classify`: ranked labels per video file with the preset's test protocol."""
+"""`video-swin classify`: ranked labels per video file with the preset's test protocol; with `--out`, a
+whole archive into a resumable Parquet file, in this process or on a Ray cluster (`--engine ray`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,24 @@ import sys
 from video_swin.cli.app import CommandError
 
 
+RAY_OPTIONS = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
+ARCHIVE_OPTIONS = RAY_OPTIONS + ("rows_per_part", "retry_failed")
+
+
+def _refuse(args, options, applies_to):
+    for name in options:
+        if getattr(args, name) not in (None, False):
+            raise CommandError(f"--{name.replace('_', '-')} applies to {applies_to}")
+
+
 def _cmd_classify(args):
     import json
+
+    if args.out is not None or args.engine == "ray":
+        return _classify_archive(args)
+    _refuse(args, ARCHIVE_OPTIONS, "--out / --engine ray runs")
+    if args.batch is None:
+        args.batch = 1
 
     from tqdm import tqdm
 
@@ -53,6 +70,32 @@ def _cmd_classify(args):
         raise CommandError(f"{len(failures)} of {total} input(s) failed")
 
 
+def _classify_archive(args):
+    import contextlib
+    import json
+
+    from video_swin.deploy import batch
+
+    if args.out is None:
+        raise CommandError("--engine ray writes its results to a file: add --out results.parquet")
+    if args.engine == "local":
+        _refuse(args, RAY_OPTIONS, "--engine ray")
+    options = {"rows_per_part": args.rows_per_part} if args.rows_per_part is not None else {}
+    # Ray's driver prints the cluster's notices (e.g. "Task ... failed ... will be retried" when a worker dies)
+    # on stdout; here stdout carries only the summary, so they go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = batch.classify_archive(
+            args.videos, args.preset, args.out, engine=args.engine, address=args.address, views=args.views,
+            top_k=args.top_k, batch_size=args.batch or (1 if args.engine == "local" else batch.DEFAULT_RAY_BATCH),
+            num_actors=args.actors, cpus_per_actor=args.cpus_per_actor or 1,
+            gpus_per_actor=args.gpus_per_actor or 0, retry_failed=args.retry_failed, **options)
+    if args.json:
+        print(json.dumps(summary.as_dict()), flush=True)
+    else:
+        print(f"{summary.out}: {summary.processed} video(s) done by this run ({summary.errors} error row(s)), "
+              f"{summary.skipped} already there")
+
+
 def _report_failure(args, name, message):
     import json
 
@@ -70,6 +113,19 @@ def add_subcommands(sub):
     p.add_argument("--preset", required=True, help="preset folder, or a registered name (`video-swin presets`) fetched on first use")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--views", help="clips x crops, e.g. 4x3 (the protocol's default) or 1x1 (quick)")
-    p.add_argument("--batch", type=int, default=1, help="views per model call (memory grows with it; default 1)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--batch", type=int, help="views per model call (memory grows with it; default 1, with --engine ray 4)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line (with --out: the run's summary)")
+    archive = p.add_argument_group(
+        "archives", "--out writes one row per video to a Parquet file (video, labels, probabilities, timings, error), "
+        "resumable: a rerun skips the videos already there; docs/ray.md")
+    archive.add_argument("--out", metavar="RESULTS.parquet", help="write the results to this Parquet file")
+    archive.add_argument("--engine", choices=("local", "ray"), default="local",
+                         help="local: this process (default); ray: decoding in Ray tasks, the model in an actor pool")
+    archive.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a new local cluster)")
+    archive.add_argument("--actors", type=int, help="model actors (default: GPUs / --gpus-per-actor, or 3/4 of the CPUs)")
+    archive.add_argument("--cpus-per-actor", type=float, help="CPUs reserved for, and threads used by, each actor (default 1)")
+    archive.add_argument("--gpus-per-actor", type=float, help="GPUs per actor where the cluster has GPUs (e.g. 1 or 0.5)")
+    archive.add_argument("--rows-per-part", type=int,
+                         help="videos per part file written while running (default 500; also every 60 s)")
+    archive.add_argument("--retry-failed", action="store_true", help="redo the videos whose row in --out is an error")
     p.set_defaults(func=_cmd_classify)

@@ -326,11 +326,14 @@ class Protocol:
             return [center_clip_indices(num_frames, self.clip_len, self.frame_interval)]
         return dense_test_indices(num_frames, self.clip_len, self.frame_interval, self.num_clips)
 
-    def views_from_frames(self, frames: np.ndarray) -> np.ndarray:
+    def views_from_frames(self, frames: np.ndarray, normalise: bool = True) -> np.ndarray:
         """Views from the sampled frames ``(num_clips * clip_len, H, W, 3)`` uint8.
 
         ``frames`` may already be resized to the short side (then it is not
-        resized again).  Returns ``(V, T, C, C, 3)`` float32, crop-major.
+        resized again).  Returns ``(V, T, C, C, 3)`` float32, crop-major; with
+        ``normalise=False`` the uint8 pixels of the same views (a quarter of the
+        bytes, for shipping between processes), which :meth:`normalize_views`
+        turns into exactly the float32 views.
         """
         frames = np.asarray(frames)
         expected = self.num_clips * self.clip_len
@@ -344,23 +347,25 @@ class Protocol:
         else:
             crops = [center_crop(frames, self.crop_size)]
         c = self.crop_size
-        out = np.empty(
-            (self.num_crops, self.num_clips, self.clip_len, c, c, frames.shape[-1]), dtype=np.float32
+        pixels = np.empty(
+            (self.num_crops, self.num_clips, self.clip_len, c, c, frames.shape[-1]), dtype=frames.dtype
         )
         for k, cropped in enumerate(crops):
-            normalize(
-                cropped.reshape((self.num_clips, self.clip_len) + cropped.shape[1:]),
-                self.mean,
-                self.std,
-                out=out[k],
-            )
-        return out.reshape((self.num_views, self.clip_len, c, c, frames.shape[-1]))
+            pixels[k] = cropped.reshape((self.num_clips, self.clip_len) + cropped.shape[1:])
+        pixels = pixels.reshape((self.num_views, self.clip_len, c, c, frames.shape[-1]))
+        return self.normalize_views(pixels) if normalise else pixels
 
-    def views_for_video(self, video: str | os.PathLike | np.ndarray) -> np.ndarray:
+    def normalize_views(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 views (from ``normalise=False``) -> the float32 normalised views, bit-identical
+        (normalisation is element-wise)."""
+        return normalize(pixels, self.mean, self.std)
+
+    def views_for_video(self, video: str | os.PathLike | np.ndarray, normalise: bool = True) -> np.ndarray:
         """All test views of a video file or of a decoded video ``(n, H, W, 3)`` uint8.
 
         Returns ``(V, T, C, C, 3)`` float32 normalised views, ``V = num_crops *
-        num_clips`` in the official (crop-major) order.  For a file, only the
+        num_clips`` in the official (crop-major) order (their uint8 pixels with
+        ``normalise=False``).  For a file, only the
         sampled frames are decoded and each is resized as soon as it is
         decoded, so memory does not grow with the video's length or resolution.
         """
@@ -370,14 +375,14 @@ class Protocol:
             flat = [i for clip in self.clip_indices(video.shape[0]) for i in clip]
             unique, inverse = np.unique(np.asarray(flat), return_inverse=True)
             resized = resize_short_side(video[unique], self.short_side)
-            return self.views_from_frames(resized[inverse])
+            return self.views_from_frames(resized[inverse], normalise)
         from .video import probe, read_frames  # noqa: PLC0415
 
         info = probe(video)
         flat = [i for clip in self.clip_indices(info.num_frames) for i in clip]
         size = self.short_side
         frames = read_frames(video, flat, frame_fn=lambda f: resize_short_side(f, size))
-        return self.views_from_frames(frames)
+        return self.views_from_frames(frames, normalise)
 
 
 # --------------------------------------------------------------------------- #

@@ -1,2 +1,3 @@
-"""Putting a preset into production: `export` (SavedModel, TFLite, ONNX) and `serve` (an HTTP service with a
-web page, `video-swin serve`)."""
+"""Putting a preset into production: `export` (SavedModel, TFLite, ONNX), `serve` (an HTTP service with a
+web page, `video-swin serve`) and `batch` (a whole video archive into a resumable Parquet file, in this
+process or on a Ray cluster)."""

@@ -1,7 +1,9 @@
 """From a video file (or decoded frames) to ranked labels with the preset's published test protocol.
 
 Views are scored in batches (bounded memory); softmax per view, then the mean over views
-(mmaction2's `average_clips='prob'`).
+(mmaction2's `average_clips='prob'`). The two halves are also module functions, `video_views` (no
+TensorFlow: decoding workers use it) and `view_probabilities`, so that batch engines (`deploy.batch`)
+that decode in one process and score in another compute exactly what `VideoClassifier` does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from video_swin.models import presets
 from video_swin.zoo import resolve as zoo_resolve
 from video_swin.data.preprocess import Protocol, resize_short_side
 
@@ -44,6 +45,8 @@ class VideoClassifier:
     def __init__(self, preset, views=None, batch_size=1):
         from video_swin import runtime
 
+        from video_swin.models import presets
+
         runtime.configure()
         self.preset = zoo_resolve.load_preset(preset)  # a Preset, a folder or a registered name
         if not self.preset.config.get("num_classes"):
@@ -65,30 +68,11 @@ class VideoClassifier:
 
         protocol: another `Protocol` for this video (e.g. `self.protocol.with_views("1x1")`); the model's
         clip length and crop size are the preset's either way."""
-        protocol = protocol or self.protocol
-        if isinstance(video, np.ndarray):
-            start = time.perf_counter()
-            views = protocol.views_for_video(_check_frames(video))
-            return views, {"decode_s": 0.0, "preprocess_s": time.perf_counter() - start}
-        from video_swin.data.video import probe, read_frames
+        return video_views(protocol or self.protocol, video)
 
-        start = time.perf_counter()
-        info = probe(video)
-        flat = [i for clip in protocol.clip_indices(info.num_frames) for i in clip]
-        resize_time = 0.0
-
-        def resize(frame):  # each frame is resized as soon as it is decoded: memory stays bounded
-            nonlocal resize_time
-            t = time.perf_counter()
-            out = resize_short_side(frame, protocol.short_side)
-            resize_time += time.perf_counter() - t
-            return out
-
-        frames = read_frames(video, flat, frame_fn=resize)
-        decoded = time.perf_counter()
-        views = protocol.views_from_frames(frames)
-        preprocess = resize_time + time.perf_counter() - decoded
-        return views, {"decode_s": decoded - start - resize_time, "preprocess_s": preprocess}
+    def view_probabilities(self, views):
+        """Softmax of each view's logits: (V, classes) float64, the model run `batch_size` views at a time."""
+        return softmax(self.view_logits(views))
 
     def view_logits(self, views):
         """(V, classes) float64 logits of views (of one video or of several), `batch_size` views per model
@@ -132,6 +116,35 @@ def softmax(logits):
 def classify(video, preset, top_k=5, views=None, batch_size=1):
     """Ranked (label, probability) pairs for a video path or a (T, H, W, 3) uint8 array."""
     return VideoClassifier(preset, views=views, batch_size=batch_size)(video).top_k(top_k)
+
+
+def video_views(protocol, video, normalise=True):
+    """The protocol's (V, T, C, C, 3) views of a video path or a (T, H, W, 3) uint8 array, and the decode /
+    preprocess timings. float32 normalised views, or with `normalise=False` their uint8 pixels
+    (`protocol.normalize_views` turns them into exactly the same float32 views)."""
+    if isinstance(video, np.ndarray):
+        start = time.perf_counter()
+        views = protocol.views_for_video(_check_frames(video), normalise=normalise)
+        return views, {"decode_s": 0.0, "preprocess_s": time.perf_counter() - start}
+    from video_swin.data.video import probe, read_frames
+
+    start = time.perf_counter()
+    info = probe(video)
+    flat = [i for clip in protocol.clip_indices(info.num_frames) for i in clip]
+    resize_time = 0.0
+
+    def resize(frame):  # each frame is resized as soon as it is decoded: memory stays bounded
+        nonlocal resize_time
+        t = time.perf_counter()
+        out = resize_short_side(frame, protocol.short_side)
+        resize_time += time.perf_counter() - t
+        return out
+
+    frames = read_frames(video, flat, frame_fn=resize)
+    decoded = time.perf_counter()
+    views = protocol.views_from_frames(frames, normalise=normalise)
+    preprocess = resize_time + time.perf_counter() - decoded
+    return views, {"decode_s": decoded - start - resize_time, "preprocess_s": preprocess}
 
 
 def _check_frames(frames):
