@@ -28,13 +28,25 @@ def replace_into_place(new, out):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def check_output_path(out, overwrite=True):
+    """Raises one clear line if `out` cannot be written: it exists (and `overwrite` is false), or a folder
+    it would go into is a file. Writers call it before their work, so a long export does not end there."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"cannot write {out}: {parent} is a file, not a folder")
+            break
+
+
 @contextlib.contextmanager
 def atomic_path(out, overwrite=True):
     """Yields a temporary path beside `out` (not yet created: write a file or a folder there) that becomes
     `out` only if the block succeeds and wrote it; on failure nothing is left."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists (pass overwrite / --overwrite to replace it)")
+    check_output_path(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     tmp = tmp_root / out.name

@@ -225,6 +225,7 @@ def convert_checkpoint(
     src, out_dir = Path(src), Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ConversionError(f"{out_dir} already exists (pass --overwrite to replace it)")
+    files.check_output_path(out_dir, overwrite)
     raw = checkpoint_io.read_tensors(src)
     tensors, layout = to_official_names(raw)
     model = build_model_for(tensors, variant, window_size, num_classes, drop_path_rate)

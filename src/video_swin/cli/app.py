@@ -20,10 +20,29 @@ class CommandError(Exception):
     """A failure already explained in one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error contract: a bad argument is one line on stderr (argparse would
+    print the usage block first), exit status 2 as argparse gives."""
+
+    def error(self, message):
+        self.exit(2, f"video-swin: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text):
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def build_parser():
     import importlib
 
-    parser = argparse.ArgumentParser(prog="video-swin", description="Video Swin Transformer in Keras 3")
+    parser = _Parser(prog="video-swin", description="Video Swin Transformer in Keras 3")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"video_swin.cli.{name}").add_subcommands(sub)

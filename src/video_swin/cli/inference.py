@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from video_swin.cli.app import CommandError
+from video_swin.cli.app import CommandError, positive_int
 
 
 def _cmd_classify(args):
@@ -63,8 +63,8 @@ def add_subcommands(sub):
     p = sub.add_parser("classify", help="classify video files with a preset's test protocol")
     p.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR")
     p.add_argument("--preset", required=True, help="preset folder (from `video-swin convert`)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--views", help="clips x crops, e.g. 4x3 (the protocol's default) or 1x1 (quick)")
-    p.add_argument("--batch", type=int, default=1, help="views per model call (memory grows with it; default 1)")
+    p.add_argument("--batch", type=positive_int, default=1, help="views per model call (memory grows with it; default 1)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_cmd_classify)

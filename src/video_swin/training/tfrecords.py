@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from video_swin.training.data import ClipSpec, DataError, augment, load_video_list
+from video_swin import files
+from video_swin.training.data import ClipSpec, DataError, augment, check_counts, load_video_list
 
 MANIFEST = "manifest.json"
 PATTERN = "shard-{:05d}-of-{:05d}.tfrecord"
@@ -56,8 +57,13 @@ def extract_tfrecords(data, out_dir, shards: int = 4, short_side: int = 256, qua
                       max_frames: int | None = None, workers: int | None = None, overwrite: bool = False,
                       log=print) -> dict:
     """Writes the TFRecord folder for a class-folder tree or list file; returns the manifest."""
+    check_counts(shards=shards, quality=quality, max_frames=max_frames, workers=workers)
+    check_counts(0, short_side=short_side)
+    if quality > 100:
+        raise ValueError(f"quality must be at most 100 (JPEG), got {quality}")
     listing = load_video_list(data)
     out = Path(out_dir)
+    files.check_output_path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DataError(f"{out} exists and is not empty (pass --overwrite to replace its shards)")
     out.mkdir(parents=True, exist_ok=True)
