@@ -68,11 +68,18 @@ def atomic_directory(out_dir, overwrite=False):
 
 
 def write_bytes(path, data: bytes):
-    """Writes `data` to `path` and flushes it to disk (inside `atomic_path`, before the rename)."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    """Writes `data` to `path` and flushes it to disk (inside `atomic_path`, before the rename). A failed
+    write (a full disk, a file size limit) names the file it was for."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        final = Path(path).name  # inside atomic_path the temporary has the final name in a hidden folder
+        raise OSError(exc.errno, f"cannot write {final} ({len(data):,} bytes): {exc.strerror}") from None
 
 
 def atomic_write_bytes(path, data: bytes):

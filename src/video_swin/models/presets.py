@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -178,11 +179,26 @@ def save_preset(model, out_dir, class_names=None, preprocessing=None, metadata=N
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **(metadata or {}),
     }
+    data = weights_file_bytes(model)
     with files.atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        model.save_weights(tmp / WEIGHTS_FILE)
+        files.write_bytes(tmp / WEIGHTS_FILE, data)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out_dir
+
+
+def weights_file_bytes(model) -> bytes:
+    """The bytes of the `.weights.h5` file `model.save_weights` would write, made in memory. Written to
+    disk as bytes, a full disk is one clean OSError; HDF5 writing to a full disk itself ends the process
+    with a segmentation fault (tests/test_faults.py). Keras' own writer, given a buffer (its public
+    `save_weights` takes only a path)."""
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    store.close()
+    return buffer.getvalue()
 
 
 def load_preset(path) -> Preset:
