@@ -22,6 +22,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests import reliability
 from tests.checkpoints.test_checkpoint_io import _Reduce, write_zip_checkpoint
 from video_swin.checkpoints.checkpoint_io import CheckpointError, read_tensors
 from video_swin.cli import main as cli_main
@@ -33,6 +34,7 @@ def memory_bound(file_size):
     return 2 * file_size + (1 << 20)
 
 CASES = {}
+PEAKS = {}  # case -> (bytes allocated at the peak while reading, file size)
 
 
 def case(expect):
@@ -394,6 +396,7 @@ def test_hostile_checkpoint_is_refused(name, tmp_path, capsys):
     message = str(info.value)
     assert "\n" not in message and str(path) in message and expect in message, message
     assert peak <= memory_bound(size), f"{peak} bytes allocated reading a {size}-byte file"
+    PEAKS[name] = (peak, size)
 
     out = tmp_path / "preset"
     capsys.readouterr()
@@ -404,3 +407,20 @@ def test_hostile_checkpoint_is_refused(name, tmp_path, capsys):
     assert "Traceback" not in err
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".preset")]
     assert not marker.exists()
+
+
+def test_record_the_memory_of_refusals():
+    """The figures docs/reliability.md shows: what reading cost before each refusal (run after the cases)."""
+    if not PEAKS:
+        pytest.skip("no case ran in this session")
+    largest = max(PEAKS, key=lambda k: PEAKS[k][0])
+    closest = max(PEAKS, key=lambda k: PEAKS[k][0] / memory_bound(PEAKS[k][1]))
+    reliability.record("hostile_checkpoints", {
+        "cases": len(PEAKS),
+        "largest_peak_bytes": PEAKS[largest][0],
+        "largest_peak_file_bytes": PEAKS[largest][1],
+        "largest_peak_case": largest,
+        "largest_fraction_of_the_bound": PEAKS[closest][0] / memory_bound(PEAKS[closest][1]),
+        "largest_fraction_of_the_bound_case": closest,
+        "bound": "2 x file size + 1 MiB",
+    })
