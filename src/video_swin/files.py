@@ -10,22 +10,50 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 
 def replace_into_place(new, out):
-    """Renames `new` (a file or folder) to `out`; an existing `out` is moved aside first and deleted only
-    once `new` is in place."""
+    """Renames `new` (a file or folder) to `out`. A file replaces a file in one step; an existing folder
+    (which no rename can replace) is moved aside first and deleted only once `new` is in place."""
     new, out = Path(new), Path(out)
-    if not out.exists():
+    if not out.exists() or (new.is_file() and out.is_file()):
         os.replace(new, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
     os.replace(out, old / "x")
     os.replace(new, out)
     shutil.rmtree(old, ignore_errors=True)
+
+
+# What `atomic_path` and `replace_into_place` leave when their process is killed: `.NAME.tmp-PID-XXXXXXXX`
+# and `.NAME.old-PID-XXXXXXXX` (the last part is tempfile's).
+_TEMPORARY = re.compile(r"^\..+\.(?:tmp|old)-(\d+)-[a-z0-9_]{8}$")
+
+
+def remove_stale_temporaries(folder):
+    """Deletes the temporaries in `folder` whose writing process is gone (killed before it could clean
+    up); those of running processes stay."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match and not _process_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def check_output_path(out, overwrite=True):
@@ -48,7 +76,8 @@ def atomic_path(out, overwrite=True):
     out = Path(out)
     check_output_path(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    remove_stale_temporaries(out.parent)
+    tmp_root = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     tmp = tmp_root / out.name
     try:
         yield tmp

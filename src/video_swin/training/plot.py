@@ -6,11 +6,12 @@ axes, grid lines, tick labels and a legend drawn with a built-in 5x7 pixel font.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 
 import numpy as np
+
+from video_swin import files
 
 # 5x7 glyphs, one string of 7 rows of 5 bits per character.
 _FONT = {
@@ -37,7 +38,7 @@ BLUE, ORANGE = (31, 119, 180), (255, 127, 14)
 
 
 def write_png(path, image: np.ndarray) -> None:
-    """(H, W, 3) uint8 -> PNG file (atomic: temporary file + os.replace)."""
+    """(H, W, 3) uint8 -> PNG file, written atomically."""
     image = np.ascontiguousarray(image, dtype=np.uint8)
     h, w, _ = image.shape
     raw = b"".join(b"\x00" + image[y].tobytes() for y in range(h))
@@ -47,10 +48,7 @@ def write_png(path, image: np.ndarray) -> None:
 
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
     png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(png)
-    os.replace(tmp, path)
+    files.atomic_write_bytes(path, png)
 
 
 def read_png_size(path) -> tuple[int, int]:
