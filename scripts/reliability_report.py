@@ -200,7 +200,9 @@ def render(outcomes: dict, records: dict) -> str:
                f"| {held(outcomes, TEST_FILES['load'][0], 'test_one_classifier_shared_by_4_threads_returns_the_serial_results')} |")
     out.append("")
 
-    out += ["## Faults", "", "`kill -9` at random moments (seeded, uniform over the uninterrupted run's duration):", "",
+    out += ["## Faults", "", "`kill -9` at random moments (seeded): for convert, export and extract-tfrecords uniform over the "
+            "uninterrupted run's duration, on one output path with `--overwrite`, followed by one complete run; for "
+            "train after a random checkpoint plus a random part of a step, each on a fresh folder resumed to the end.", "",
             "| run | command | moments | killed | finished first | after the kill | uninterrupted run |",
             "|---|---|---|---|---|---|---|"]
     for key, label in [("faults_kill", "`make test`"), ("faults_kill_slow", "slow")]:
@@ -210,14 +212,18 @@ def render(outcomes: dict, records: dict) -> str:
             continue
         for c in r["commands"]:
             if c["command"] == "train":
-                after = (f"resumed to the uninterrupted run's weights, max abs difference "
+                after = (f"killed runs had checkpointed steps {', '.join(map(str, c['resumed_from_steps']))} of "
+                         f"{c['steps']}; each resumed to the uninterrupted run's weights, max abs difference "
                          f"{number(c['final_weights_max_abs_difference'])} (tolerance {c['tolerance']:g})")
             else:
                 after = ", ".join(f"{v} {k}" for k, v in sorted(c["outcomes"].items()))
+                after += (f"; at most {c['most_temporaries_left_by_kills']} hidden temporaries left, "
+                          f"{c['temporaries_after_a_complete_run']} after the complete run")
             out.append(f"| {label} | {c['command']} | {c['moments']} | {c['killed']} | {c['finished_before_the_kill']} "
                        f"| {after} | {c['uninterrupted_s']} s |")
     function = "test_kill_9_leaves_nothing_partial"
-    out += ["", f"\"absent\": no output under its final name; \"complete\": equal to the uninterrupted run's output. "
+    out += ["", f"\"absent\": no output under its final name; \"complete\": equal to the uninterrupted run's output "
+            "(a run killed while replacing an earlier complete output leaves that one). "
             f"Held: {held(outcomes, TEST_FILES['faults'][0], function)} (`make test`), "
             f"{held(outcomes, TEST_FILES['faults'][0], 'test_kill_9_at_20_moments_each')} (slow).",
             "", f"A full disk (`RLIMIT_FSIZE` of 16 KiB, `SIGXFSZ` ignored) under convert, export, extract-tfrecords "

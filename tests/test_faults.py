@@ -3,15 +3,16 @@ disk (RLIMIT_FSIZE) under each.
 
 After every kill, what sits under a final name is either absent or complete: equal to what the same
 command wrote when it was not interrupted (the records of TFRecord shards, weights of presets, outputs of
-a TFLite model); the next complete run leaves no temporary behind. `train` is killed on a fresh folder, then the same command finishes it: its final weights
-equal those of an uninterrupted run with the same seed within 1e-6 (the first kill comes when the
-checkpoint of step 3 of 8 appears, so that one surely lands mid-run). Under a full disk each command
-fails with one error line and leaves no file behind.
+a TFLite model); the next complete run leaves no temporary behind. `train` is killed on a fresh folder,
+then the same command finishes it: its final weights equal those of an uninterrupted run with the same
+seed within 1e-6. Under a full disk each command fails with one error line and leaves no file behind.
 
 `make test` kills each command at `VIDEO_SWIN_FAULT_MOMENTS` (default 2) moments; the `slow` variant at
-20. The moments are drawn (seeded) uniformly over the uninterrupted run's duration: some fall during
-start-up, some while computing, some while writing; a run that finishes before its moment counts as
-such. With `VIDEO_SWIN_RELIABILITY_RESULTS` set, what each kill found is recorded (tests/reliability.py).
+20. For convert, export and extract-tfrecords the moments are drawn (seeded) uniformly over the
+uninterrupted run's duration: some fall during start-up, some while computing, some while writing; a
+run that finishes before its moment counts as such. For train they are drawn in training (after a random
+checkpoint, plus a random part of a step), where the machine's load cannot push them into the start-up.
+With `VIDEO_SWIN_RELIABILITY_RESULTS` set, what each kill found is recorded (tests/reliability.py).
 """
 
 from __future__ import annotations
@@ -244,43 +245,66 @@ def _check_training_folder(out):
         json.loads((out / "preset" / "config.json").read_text())
 
 
-def _kill_at_step(command, pointer, step, timeout=600):
-    """Runs `command` and sends SIGKILL once the checkpoint pointer reports `step` (a kill that surely
-    lands in the middle of training)."""
+def _step(pointer):
+    try:
+        return json.loads(pointer.read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _timed_training(command, pointer):
+    """An uninterrupted run: (seconds to the first checkpoint, seconds in all)."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    start, first = time.monotonic(), None
+    while proc.poll() is None:
+        if first is None and _step(pointer) >= 1:
+            first = time.monotonic() - start
+        time.sleep(0.01)
+    assert proc.returncode == 0, proc.stderr.read().decode()[-3000:]
+    total = time.monotonic() - start
+    return (total if first is None else first), total
+
+
+def _kill_during_training(command, pointer, step, delay, timeout=600):
+    """Runs `command` and sends SIGKILL `delay` seconds after the checkpoint pointer reports `step`: a
+    moment in training, whatever the machine's load does to the start-up. Returns whether it was killed
+    (False: the run ended first)."""
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            reached = json.loads(pointer.read_text())["step"]
-        except (OSError, ValueError, KeyError):
-            reached = 0
-        if reached >= step:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return True
+    while proc.poll() is None and time.monotonic() < deadline and _step(pointer) < step:
         time.sleep(0.01)
+    end = time.monotonic() + delay
+    while proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        return False
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    return False
+    return True
+
+
+STEPS = 8  # 2 epochs of 16 clips in batches of 4
 
 
 def _train_kills(tmp_path, data, count, seed):
-    """Episodes on fresh output folders: one kill (the first when a checkpoint of step 3 of 8 appears, the
-    others at random moments), then the same command to the end; each end is compared with an
-    uninterrupted run."""
+    """Episodes on fresh output folders: one kill, then the same command to the end, compared with an
+    uninterrupted run. The moments are random in training: after checkpoint k (uniform in 1..8, the 8th
+    being followed by the final preset's writing) plus a uniform fraction of a step's duration; the
+    first episode kills as checkpoint 3 appears."""
     want = tmp_path / "uninterrupted"
-    duration = _timed_run(_cli(*_train_args(data, want)))
+    first, total = _timed_training(_cli(*_train_args(data, want)), want / "checkpoints" / "checkpoint.json")
+    step_s = (total - first) / (STEPS - 1)
     expected = _h5_arrays(want / "preset" / "model.weights.h5")
+    rng = np.random.default_rng(seed)
+    moments = [(3, 0.0)] + [(int(rng.integers(1, STEPS + 1)), float(rng.uniform(0, step_s))) for _ in range(count - 1)]
     episodes = []
-    for i, moment in enumerate([None, *_moments(duration, count - 1, seed)] if count else []):
+    for i, (step, delay) in enumerate(moments[:count]):
         out = tmp_path / f"killed_{i}"
         command = _cli(*_train_args(data, out))
-        if moment is None:
-            killed = _kill_at_step(command, out / "checkpoints" / "checkpoint.json", 3)
-        else:
-            killed = _kill_at(command, moment)
-        _check_training_folder(out)
         pointer = out / "checkpoints" / "checkpoint.json"
-        resumed_from = json.loads(pointer.read_text())["step"] if pointer.exists() else 0
+        killed = _kill_during_training(command, pointer, step, delay)
+        _check_training_folder(out)
+        resumed_from = _step(pointer)
         _timed_run(command)  # the same command finishes the run (or finds it finished)
         assert not _hidden(out) and not _hidden(out / "checkpoints"), (_hidden(out), _hidden(out / "checkpoints"))
         got = _h5_arrays(out / "preset" / "model.weights.h5")
@@ -289,14 +313,15 @@ def _train_kills(tmp_path, data, count, seed):
                     for k in expected)
         assert worst <= TRAIN_ATOL, f"final weights differ by {worst} after a kill at step {resumed_from}"
         assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
-        episodes.append({"killed": killed, "at": "step 3" if moment is None else round(moment, 1),
+        episodes.append({"killed": killed, "after_checkpoint": step, "delay_s": round(delay, 2),
                          "resumed_from_step": resumed_from, "max_abs_difference": worst})
         shutil.rmtree(out)
-    assert not episodes or episodes[0]["killed"], "the kill at step 3 did not happen"
+    assert not episodes or episodes[0]["killed"], "the kill at checkpoint 3 did not happen"
     return {"command": "train", "moments": count, "killed": sum(e["killed"] for e in episodes),
-            "finished_before_the_kill": sum(not e["killed"] for e in episodes), "uninterrupted_s": round(duration, 1),
+            "finished_before_the_kill": sum(not e["killed"] for e in episodes), "uninterrupted_s": round(total, 1),
+            "resumed_from_steps": sorted(e["resumed_from_step"] for e in episodes if e["killed"]),
             "final_weights_max_abs_difference": max((e["max_abs_difference"] for e in episodes), default=None),
-            "tolerance": TRAIN_ATOL, "steps": 8, "episodes": episodes}
+            "tolerance": TRAIN_ATOL, "steps": STEPS, "episodes": episodes}
 
 
 # ---------------------------------------------------------------------------- a full disk
