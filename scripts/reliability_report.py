@@ -42,7 +42,8 @@ SLOW_FILES = ["tests/checkpoints/test_parity_fuzz.py", "tests/test_faults.py"]
 
 
 def run_tests(slow: bool) -> None:
-    env = {**os.environ, "VIDEO_SWIN_RELIABILITY_RESULTS": str(RESULTS)}
+    path = os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "VIDEO_SWIN_RELIABILITY_RESULTS": str(RESULTS), "PYTHONPATH": path}  # this checkout
     files = [f for group in TEST_FILES.values() for f in group]
     runs = [("default", files, [])]
     if slow:
