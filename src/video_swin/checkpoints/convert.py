@@ -7,6 +7,7 @@ Format, variant, window and class count are detected from the tensors; arguments
 from __future__ import annotations
 
 import datetime
+import math
 import re
 from pathlib import Path
 
@@ -57,66 +58,143 @@ def to_official_names(tensors: dict) -> tuple[dict, str]:
     return tensors, layout
 
 
+def window_candidates(table_rows: int, tokens: int | None = None) -> list[tuple[int, int, int]]:
+    """Every window (Wd, Wh, Ww) whose bias table has `table_rows` = (2Wd-1)(2Wh-1)(2Ww-1) rows and, when
+    `tokens` is given, Wd*Wh*Ww = `tokens` tokens."""
+    small = [a for a in range(1, math.isqrt(table_rows) + 1) if table_rows % a == 0]
+    odd_divisors = sorted({d for a in small for d in (a, table_rows // a) if d % 2})
+    out = []
+    for a in odd_divisors:
+        for b in odd_divisors:
+            if (table_rows // a) % b:
+                continue
+            c = table_rows // a // b
+            window = ((a + 1) // 2, (b + 1) // 2, (c + 1) // 2)
+            if tokens is None or window[0] * window[1] * window[2] == tokens:
+                out.append(window)
+    return sorted(out, key=lambda w: (max(w), w))  # the likelier, smaller windows first in messages
+
+
 def infer_window(tensors: dict, table_rows: int) -> tuple[int, int, int]:
-    """Window (Wd, Wh, Ww) from the bias-table rows (2Wd-1)(2Wh-1)(2Ww-1) and, when present, the index
-    size N = Wd*Wh*Ww. Released windows are square in space; 7 is preferred when ambiguous."""
-    index_key = next((k for k in tensors if k.endswith("relative_position_index")), None)
-    n = tensors[index_key].shape[0] if index_key else None
-    candidates = []
-    for wh in range(1, 65):
-        spatial = (2 * wh - 1) ** 2
-        if table_rows % spatial:
-            continue
-        temporal = table_rows // spatial
-        if temporal % 2 == 0:
-            continue
-        wd = (temporal + 1) // 2
-        if n is None or wd * wh * wh == n:
-            candidates.append((wd, wh, wh))
+    """The window (Wd, Wh, Ww) from the bias-table rows (2Wd-1)(2Wh-1)(2Ww-1) and the
+    `relative_position_index` buffers (N x N, N = Wd*Wh*Ww), which every torchvision and official save
+    holds: the index's values tell apart windows of equal size and rows, such as (2, 3, 5) and (2, 5, 3).
+    Without the buffers, the released convention (square in space, 7 wide) decides between candidates;
+    an ambiguity it cannot decide names `--window D H W` and the candidates."""
+    from video_swin.models.window_ops import relative_position_index
+
+    index = next((np.asarray(v) for k, v in tensors.items() if weights.is_relative_position_index(k)), None)
+    if index is not None and (index.ndim != 2 or index.shape[0] != index.shape[1]):
+        raise ConversionError(f"relative_position_index has shape {index.shape}; expected (N, N)")
+    candidates = window_candidates(table_rows, None if index is None else index.shape[0])
+    if index is not None:
+        matching = [w for w in candidates if np.array_equal(index, relative_position_index(w))]
+        if len(matching) == 1:
+            return matching[0]
+        if len(matching) > 1:  # windows that differ only in where their sides of 1 sit
+            raise ConversionError(
+                f"cannot infer the window: the bias table ({table_rows} rows) and relative_position_index buffers "
+                f"fit {_windows(matching)} alike; pass --window D H W"
+            )
+        # A buffer that fits no window: the rows and size decide, and loading names the buffer.
     if len(candidates) == 1:
         return candidates[0]
-    preferred = [c for c in candidates if c[1] == 7]
-    if len(preferred) == 1:
-        return preferred[0]
+    released = [w for w in candidates if w[1] == w[2] == 7]
+    if len(released) == 1:
+        return released[0]
+    what = f"a bias table of {table_rows} rows" + (
+        " without relative_position_index buffers" if index is None
+        else f" and {index.shape[0]} tokens (relative_position_index fits none of them)"
+    )
+    if not candidates:
+        raise ConversionError(f"cannot infer the window: {what} fits no window; pass --window D H W")
+    raise ConversionError(f"cannot infer the window: {what} fits {_windows(candidates)}; pass --window D H W")
+
+
+def _windows(candidates) -> str:
+    shown = ", ".join(" ".join(map(str, w)) for w in candidates[:8]) + (", ..." if len(candidates) > 8 else "")
+    return f"{len(candidates)} windows ({shown})"
+
+
+def infer_mlp_ratio(tensors: dict, embed_dim: int, num_stages: int) -> float:
+    """The MLP ratio r from the fc1 widths: each block's hidden width is int(dim * r) (torchvision and the
+    official code alike), dim = embed_dim * 2**stage. Returns the smallest ratio that gives every stage's
+    width; any ratio that does builds the same model."""
+    widths = {}
+    for key, value in tensors.items():
+        m = re.match(r"^backbone\.layers\.(\d+)\.blocks\.\d+\.mlp\.fc1\.weight$", key)
+        if m and np.ndim(value) == 2 and int(m.group(1)) < num_stages:
+            widths.setdefault(int(m.group(1)), set()).add(int(np.shape(value)[0]))
+    if not widths:
+        return 4.0  # no fc1 at all: the missing tensors are reported when the weights are loaded
+    if any(len(w) > 1 for w in widths.values()):
+        raise ConversionError(f"the blocks of one stage have different MLP widths: {_widths(widths)}")
+    dims = {stage: embed_dim * 2**stage for stage in widths}
+    for stage in sorted(widths):
+        hidden = next(iter(widths[stage]))
+        for ratio in (hidden / dims[stage], float(np.nextafter(hidden / dims[stage], np.inf))):
+            if all(int(dims[s] * ratio) == next(iter(widths[s])) for s in widths):
+                return ratio
     raise ConversionError(
-        f"cannot infer the window from a bias table of {table_rows} rows; pass --window D H W"
+        f"no single MLP ratio gives the fc1 widths {_widths(widths)} of stages with {', '.join(map(str, dims.values()))} "
+        "channels (the model takes one ratio for all stages)"
     )
 
 
-def infer_architecture(tensors: dict) -> dict:
-    """Backbone arguments from official-named tensors."""
+def _widths(widths: dict) -> str:
+    return ", ".join(f"stage {s}: {sorted(w)}" for s, w in sorted(widths.items()))
+
+
+def infer_architecture(tensors: dict, window_size=None) -> dict:
+    """Backbone arguments from official-named tensors. A `window_size` given is taken as it is (the
+    window is then never inferred, so an ambiguity cannot stop a user who names it)."""
     proj = tensors.get("backbone.patch_embed.proj.weight")
     if proj is None or proj.ndim != 5:
         raise ConversionError("backbone.patch_embed.proj.weight is missing or not 5-D (C, 3, pt, ph, pw)")
-    blocks = {}
+    blocks, tables = {}, {}
     for key in tensors:
-        m = re.match(r"^backbone\.layers\.(\d+)\.blocks\.(\d+)\.attn\.relative_position_bias_table$", key)
+        m = re.match(r"^backbone\.layers\.(\d+)\.blocks\.(\d+)\.", key)
         if m:
-            blocks.setdefault(int(m.group(1)), {})[int(m.group(2))] = tensors[key].shape
+            stage, block = int(m.group(1)), int(m.group(2))
+            blocks.setdefault(stage, set()).add(block)
+            if key.endswith(".attn.relative_position_bias_table") and np.ndim(tensors[key]) == 2:
+                tables.setdefault(stage, {})[block] = tuple(np.shape(tensors[key]))
     if not blocks or sorted(blocks) != list(range(len(blocks))):
         raise ConversionError(f"stages found: {sorted(blocks)}; expected consecutive stages 0..k")
+    without = [stage for stage in sorted(blocks) if stage not in tables]
+    if without:
+        raise ConversionError(
+            f"stage {without[0]} has no attn.relative_position_bias_table, which tells its number of heads"
+        )
     depths = [max(blocks[i]) + 1 for i in sorted(blocks)]
-    num_heads = [blocks[i][0][1] for i in sorted(blocks)]
-    table_rows = blocks[0][0][0]
+    num_heads = [tables[i][min(tables[i])][1] for i in sorted(blocks)]
+    embed_dim = int(proj.shape[0])
+    for stage, heads in enumerate(num_heads):
+        if heads < 1 or (embed_dim * 2**stage) % heads:
+            raise ConversionError(
+                f"stage {stage}'s bias table has {heads} columns (heads), which do not divide its "
+                f"{embed_dim * 2**stage} channels"
+            )
+    if window_size is None:
+        window_size = infer_window(tensors, tables[0][min(tables[0])][0])
     return {
-        "embed_dim": int(proj.shape[0]),
+        "embed_dim": embed_dim,
         "depths": depths,
         "num_heads": num_heads,
-        "window_size": list(infer_window(tensors, table_rows)),
+        "window_size": [int(w) for w in window_size],
         "patch_size": [int(s) for s in proj.shape[2:]],
+        "mlp_ratio": infer_mlp_ratio(tensors, embed_dim, len(depths)),
         "patch_norm": "backbone.patch_embed.norm.weight" in tensors,
         "qkv_bias": "backbone.layers.0.blocks.0.attn.qkv.bias" in tensors,
     }
 
 
 def build_model_for(tensors: dict, variant=None, window_size=None, num_classes=None, drop_path_rate=None):
-    architecture = infer_architecture(tensors)
+    architecture = infer_architecture(tensors, window_size=window_size)
     if variant is not None:
         from video_swin.models import variant_config
 
         architecture.update(variant_config(variant))
-    if window_size is not None:
-        architecture["window_size"] = [int(w) for w in window_size]
     name = presets.variant_name(architecture)
     architecture["drop_path_rate"] = DEFAULT_DROP_PATH[name] if drop_path_rate is None else drop_path_rate
     backbone = VideoSwinBackbone(**architecture)
@@ -149,6 +227,7 @@ def convert_checkpoint(
     src, out_dir = Path(src), Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ConversionError(f"{out_dir} already exists (pass --overwrite to replace it)")
+    files.check_output_path(out_dir, overwrite)
     raw = checkpoint_io.read_tensors(src)
     tensors, layout = to_official_names(raw)
     model = build_model_for(tensors, variant, window_size, num_classes, drop_path_rate)

@@ -522,7 +522,7 @@ def read_torch_zip(path, size: int) -> dict[str, np.ndarray]:
 
             big_endian = False
             if prefix + "byteorder" in infos:
-                order = _read_entry(zf, infos[prefix + "byteorder"], path).decode("ascii", "replace").strip()
+                order = _read_entry(zf, fh, size, infos[prefix + "byteorder"], path).decode("ascii", "replace").strip()
                 if order not in ("little", "big"):
                     raise fail(path, f"unknown byteorder record {order!r}")
                 big_endian = order == "big"
@@ -530,7 +530,7 @@ def read_torch_zip(path, size: int) -> dict[str, np.ndarray]:
             data_prefix = prefix + "data/"
             entry_sizes = {n[len(data_prefix):]: i.file_size for n, i in infos.items()
                            if n.startswith(data_prefix) and "/" not in n[len(data_prefix):]}
-            pkl = _read_entry(zf, infos[pkl_names[0]], path)
+            pkl = _read_entry(zf, fh, size, infos[pkl_names[0]], path)
             _prescan(path, pkl)
 
             storages: dict[str, _Storage] = {}
@@ -547,7 +547,8 @@ def read_torch_zip(path, size: int) -> dict[str, np.ndarray]:
             return _materialize(path, fh, size, zf, infos, data_prefix, refs, big_endian)
 
 
-def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> bytes:
+def _read_entry(zf: zipfile.ZipFile, fh, size: int, info: zipfile.ZipInfo, path) -> bytes:
+    _entry_data_offset(fh, info, size, path)  # its sizes are checked before zipfile reads that many bytes
     try:
         return zf.read(info)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
@@ -604,19 +605,30 @@ def _entry_data_offset(fh, info: zipfile.ZipInfo, size: int, path) -> int:
         raise fail(path, f"corrupt local header for {info.filename}")
     name_len, extra_len = struct.unpack("<HH", header[26:30])
     start = info.header_offset + 30 + name_len + extra_len
-    if start + info.file_size > size:
+    stored = info.file_size if info.compress_type == zipfile.ZIP_STORED else info.compress_size
+    if start + stored > size:
         raise fail(path, f"truncated: {info.filename} extends past the end of the file")
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 64:
+        raise fail(path, f"{info.filename} claims {info.file_size} bytes from {info.compress_size} compressed "
+                   "bytes, more than deflate can produce")
     return start
+
+
+# Deflate cannot expand data more than 1032-fold; a record claiming more lies about its size.
+_MAX_DEFLATE_RATIO = 1032
 
 
 def _read_storage(path, fh, size: int, zf, info: zipfile.ZipInfo, nbytes: int) -> np.ndarray:
     if info.file_size < nbytes:
         raise fail(path, f"truncated: {info.filename} holds {info.file_size} bytes, {nbytes} expected")
+    # Every size the archive declares is checked against the file before the buffer is made, so a lying
+    # archive costs no memory.
+    start = _entry_data_offset(fh, info, size, path)
     buf = np.empty(nbytes, dtype=np.uint8)
     if nbytes == 0:
         return buf
     if info.compress_type == zipfile.ZIP_STORED:  # what torch writes: read straight into buf
-        fh.seek(_entry_data_offset(fh, info, size, path))
+        fh.seek(start)
         got = 0
         view = memoryview(buf)
         while got < nbytes:

@@ -31,6 +31,17 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"video-swin: error: {self.prog}: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
+def positive_int(text):
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def build_parser():
     import importlib
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from video_swin.cli.app import CommandError
+from video_swin.cli.app import CommandError, positive_int
 
 
 RAY_OPTIONS = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
@@ -111,9 +111,9 @@ def add_subcommands(sub):
     p = sub.add_parser("classify", help="classify video files with a preset's test protocol")
     p.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR")
     p.add_argument("--preset", required=True, help="preset folder, or a registered name (`video-swin presets`) fetched on first use")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--views", help="clips x crops, e.g. 4x3 (the protocol's default) or 1x1 (quick)")
-    p.add_argument("--batch", type=int, help="views per model call (memory grows with it; default 1, with --engine ray 4)")
+    p.add_argument("--batch", type=positive_int, help="views per model call (memory grows with it; default 1, with --engine ray 4)")
     p.add_argument("--json", action="store_true", help="one JSON object per line (with --out: the run's summary)")
     archive = p.add_argument_group(
         "archives", "--out writes one row per video to a Parquet file (video, labels, probabilities, timings, error), "
@@ -122,10 +122,10 @@ def add_subcommands(sub):
     archive.add_argument("--engine", choices=("local", "ray"), default="local",
                          help="local: this process (default); ray: decoding in Ray tasks, the model in an actor pool")
     archive.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a new local cluster)")
-    archive.add_argument("--actors", type=int, help="model actors (default: GPUs / --gpus-per-actor, or 3/4 of the CPUs)")
+    archive.add_argument("--actors", type=positive_int, help="model actors (default: GPUs / --gpus-per-actor, or 3/4 of the CPUs)")
     archive.add_argument("--cpus-per-actor", type=float, help="CPUs reserved for, and threads used by, each actor (default 1)")
     archive.add_argument("--gpus-per-actor", type=float, help="GPUs per actor where the cluster has GPUs (e.g. 1 or 0.5)")
-    archive.add_argument("--rows-per-part", type=int,
+    archive.add_argument("--rows-per-part", type=positive_int,
                          help="videos per part file written while running (default 500; also every 60 s)")
     archive.add_argument("--retry-failed", action="store_true", help="redo the videos whose row in --out is an error")
     p.set_defaults(func=_cmd_classify)

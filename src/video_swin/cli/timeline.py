@@ -7,20 +7,13 @@ import argparse
 import json
 import sys
 
-from video_swin.cli.app import CommandError
+from video_swin.cli.app import CommandError, positive_int
 
 
 def _positive_float(text):
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
     return value
 
 
@@ -36,10 +29,6 @@ def _cmd_timeline(args):
                          "(record the stream to a file first)")
     if args.annotate and not args.annotate.lower().endswith(".mp4"):
         raise ValueError(f"--annotate writes an .mp4 file, got {args.annotate}")
-    if args.plot:
-        from video_swin.inference.timeline_render import _matplotlib
-
-        _matplotlib()  # a missing extra is refused before the video is read
     lines_to_stdout = follow or args.jsonl == "-"
 
     def print_window(record):
@@ -130,7 +119,7 @@ def _add_window_arguments(p):
     p.add_argument("--preset", required=True, help="preset: a folder or a registered name (`video-swin presets`)")
     p.add_argument("--stride-s", type=_positive_float, default=None,
                    help="seconds between window starts (default: half a clip)")
-    p.add_argument("--batch", type=_positive_int, default=4, help="windows per model call (default 4)")
+    p.add_argument("--batch", type=positive_int, default=4, help="windows per model call (default 4)")
     p.add_argument("--jit", action=argparse.BooleanOptionalAction, default="auto",
                    help="run the model compiled by XLA (default: for live sources and videos of 32+ windows)")
 
@@ -147,8 +136,8 @@ def add_subcommands(sub):
                    help="a video file, - (a stream on stdin, e.g. ffmpeg ... -f mpegts -), or a URL (udp://, rtsp://, http://)")
     _add_window_arguments(p)
     p.add_argument("--views", default="1x1", choices=["1x1", "1x3"], help="per window: centre crop or three crops")
-    p.add_argument("--top-k", type=_positive_int, default=5, help="labels per window in the JSON lines (default 5)")
-    p.add_argument("--smooth", type=_positive_int, default=DEFAULT_SMOOTH,
+    p.add_argument("--top-k", type=positive_int, default=5, help="labels per window in the JSON lines (default 5)")
+    p.add_argument("--smooth", type=positive_int, default=DEFAULT_SMOOTH,
                    help=f"average the probabilities over this many windows (odd; 1 = none; default {DEFAULT_SMOOTH})")
     p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                    help=f"drop segments whose mean probability is below this (default {DEFAULT_MIN_SCORE})")

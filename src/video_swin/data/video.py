@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import os
 import sys
+import stat
 import threading
 import time
 import warnings
@@ -113,9 +114,13 @@ def _check_file(path: str) -> str:
     if os.path.isdir(path):
         raise VideoError(f"expected a video file, got a directory: {path}")
     try:
+        mode = os.stat(path).st_mode
         size = os.path.getsize(path)
     except OSError as exc:
         raise VideoError(f"cannot read video file {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):  # opening a FIFO would wait for a writer forever
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise VideoError(f"expected a video file, got {kind}: {path}")
     if size == 0:
         raise VideoError(f"video file is empty (0 bytes): {path}")
     return path

@@ -336,6 +336,7 @@ def export(preset, out, fmt="savedmodel", frames=None, size=None, dynamic=False,
         raise ExportError("--dynamic contradicts --frames/--size")
     if Path(out).exists() and not overwrite:
         raise ExportError(f"{out} already exists (pass --overwrite to replace it)")
+    files.check_output_path(out, overwrite)
     for module, pip_name in REQUIREMENTS[fmt]:  # before loading anything: fail fast and cheaply
         require(module, pip_name, f"{fmt} export")
     _check_backend()

@@ -30,6 +30,8 @@ class Result:
     timings: dict = field(default_factory=dict)
 
     def top_k(self, k=5):
+        if int(k) < 1:
+            raise ValueError(f"top-k must be at least 1, got {k}")
         order = np.argsort(-self.probabilities, kind="stable")[:k]
         return [(self.class_names[i], float(self.probabilities[i])) for i in order]
 
@@ -115,6 +117,8 @@ def softmax(logits):
 
 def classify(video, preset, top_k=5, views=None, batch_size=1):
     """Ranked (label, probability) pairs for a video path or a (T, H, W, 3) uint8 array."""
+    if int(top_k) < 1:  # before the model is loaded and the video decoded
+        raise ValueError(f"top-k must be at least 1, got {top_k}")
     return VideoClassifier(preset, views=views, batch_size=batch_size)(video).top_k(top_k)
 
 

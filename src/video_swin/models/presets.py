@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,12 +91,45 @@ class Preset:
         return model_from_config(self.config)
 
     def load_model(self):
+        weights = self.path / WEIGHTS_FILE
+        needed = 2 * parameter_count(self.config["architecture"], self.config.get("num_classes"))
+        if weights.stat().st_size < needed:  # 2 bytes a weight: even half precision would need this much
+            raise PresetError(
+                f"{self.path / CONFIG_FILE}: the architecture has {needed // 2:,} weights, more than "
+                f"{WEIGHTS_FILE} ({weights.stat().st_size:,} bytes) can hold; config and weights do not belong together"
+            )
         model = self.build_model()
         try:
             model.load_weights(self.path / WEIGHTS_FILE)
         except Exception as exc:  # h5py/Keras raise many types; one clear line for all of them
             raise PresetError(f"{self.path / WEIGHTS_FILE}: cannot load weights: {_one_line(exc)}") from None
         return model
+
+
+def parameter_count(architecture: dict, num_classes=None) -> int:
+    """The number of weights a model of `architecture` (and a head of `num_classes`) has, without building
+    it: what a preset's weights file must hold before the model is built (a config that asks for far more
+    than the file holds is refused before any memory goes to it)."""
+    c = int(architecture["embed_dim"])
+    wd, wh, ww = (int(v) for v in architecture["window_size"])
+    rows = (2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1)
+    qkv_bias = bool(architecture.get("qkv_bias", True))
+    total = c * 3 * math.prod(int(v) for v in architecture.get("patch_size", (2, 4, 4))) + c
+    total += 2 * c if architecture.get("patch_norm", True) else 0
+    depths = [int(d) for d in architecture["depths"]]
+    for i, (depth, heads) in enumerate(zip(depths, architecture["num_heads"])):
+        d = c * 2**i
+        hidden = int(d * float(architecture.get("mlp_ratio", 4.0)))
+        block = 2 * d + rows * int(heads) + 3 * d * d + (3 * d if qkv_bias else 0) + d * d + d + 2 * d
+        block += d * hidden + hidden + hidden * d + d
+        total += depth * block
+        if i < len(depths) - 1:
+            total += 8 * d + 8 * d * d
+    features = c * 2 ** (len(depths) - 1)
+    total += 2 * features
+    if num_classes:
+        total += features * int(num_classes) + int(num_classes)
+    return total
 
 
 def architecture_of(model) -> dict:
@@ -144,11 +179,26 @@ def save_preset(model, out_dir, class_names=None, preprocessing=None, metadata=N
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **(metadata or {}),
     }
+    data = weights_file_bytes(model)
     with files.atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        model.save_weights(tmp / WEIGHTS_FILE)
+        files.write_bytes(tmp / WEIGHTS_FILE, data)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out_dir
+
+
+def weights_file_bytes(model) -> bytes:
+    """The bytes of the `.weights.h5` file `model.save_weights` would write, made in memory. Written to
+    disk as bytes, a full disk is one clean OSError; HDF5 writing to a full disk itself ends the process
+    with a segmentation fault (tests/test_faults.py). Keras' own writer, given a buffer (its public
+    `save_weights` takes only a path)."""
+    from keras.src.saving import saving_lib
+
+    buffer = io.BytesIO()
+    store = saving_lib.H5IOStore(buffer, mode="w")
+    saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+    store.close()
+    return buffer.getvalue()
 
 
 def load_preset(path) -> Preset:
@@ -157,20 +207,81 @@ def load_preset(path) -> Preset:
         raise PresetError(f"{path}: preset folder not found")
     for required in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / required).is_file():
-            raise PresetError(f"{path}: not a preset, {required} is missing")
+            raise PresetError(f"{path}: not a preset, {required} is missing or not a file")
     try:
         config = json.loads((path / CONFIG_FILE).read_text())
-        architecture = config["architecture"]
-        missing = [k for k in ("embed_dim", "depths", "num_heads", "window_size") if k not in architecture]
-        if missing:
-            raise KeyError(", ".join(missing))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, OSError) as exc:
         raise PresetError(f"{path / CONFIG_FILE}: invalid preset config ({_one_line(exc)})") from None
+    problem = config_problem(config)
+    if problem:
+        raise PresetError(f"{path / CONFIG_FILE}: invalid preset config: {problem}")
     metadata = {}
     if (path / METADATA_FILE).is_file():
         with contextlib.suppress(ValueError):
             metadata = json.loads((path / METADATA_FILE).read_text())
     return Preset(path, config, metadata)
+
+
+_REQUIRED_ARCHITECTURE = ("embed_dim", "depths", "num_heads", "window_size")
+
+
+def config_problem(config) -> str | None:
+    """What is wrong with a preset's config.json (None: nothing). Only the architecture's own keys build
+    a model: a config naming a class or module (a Keras object's config, a Lambda) is refused, never
+    deserialised."""
+    if not isinstance(config, dict):
+        return f"expected a JSON object, got {type(config).__name__}"
+    if "class_name" in config or "module" in config:
+        return (f"it describes a Keras object (class_name {config.get('class_name')!r}, module "
+                f"{config.get('module')!r}), not a video_swin preset; presets never deserialise Keras objects")
+    architecture = config.get("architecture")
+    if not isinstance(architecture, dict):
+        return "'architecture' is missing or not an object"
+    unknown = sorted(set(architecture) - set(ARCHITECTURE_KEYS))
+    if unknown:
+        return f"unknown architecture key(s) {unknown}; expected a subset of {list(ARCHITECTURE_KEYS)}"
+    missing = [k for k in _REQUIRED_ARCHITECTURE if k not in architecture]
+    if missing:
+        return f"architecture lacks {', '.join(missing)}"
+
+    def positive_ints(key, length=None):
+        value = architecture.get(key)
+        ok = isinstance(value, list) and value and all(type(v) is int and v >= 1 for v in value)
+        if not ok or (length is not None and len(value) != length):
+            size = f"{length} " if length else ""
+            return f"architecture {key} must be a list of {size}positive integers, got {value!r}"
+        return None
+
+    if type(architecture["embed_dim"]) is not int or architecture["embed_dim"] < 1:
+        return f"architecture embed_dim must be a positive integer, got {architecture['embed_dim']!r}"
+    problem = (positive_ints("depths") or positive_ints("num_heads", len(architecture["depths"]))
+               or positive_ints("window_size", 3) or ("patch_size" in architecture and positive_ints("patch_size", 3)))
+    if problem:
+        return problem
+    for i, heads in enumerate(architecture["num_heads"]):
+        if (architecture["embed_dim"] * 2**i) % heads:
+            return f"architecture num_heads[{i}] = {heads} does not divide stage {i}'s {architecture['embed_dim'] * 2**i} channels"
+    ratio = architecture.get("mlp_ratio", 4.0)
+    if type(ratio) not in (int, float) or int(architecture["embed_dim"] * ratio) < 1:
+        return f"architecture mlp_ratio must be a positive number, got {ratio!r}"
+    for key in ("qkv_bias", "patch_norm", "background_difference"):
+        if key in architecture and type(architecture[key]) is not bool:
+            return f"architecture {key} must be true or false, got {architecture[key]!r}"
+    for key in ("dropout", "attn_dropout", "drop_path_rate"):
+        if key in architecture and not (type(architecture[key]) in (int, float) and 0 <= architecture[key] < 1):
+            return f"architecture {key} must be a number in [0, 1), got {architecture[key]!r}"
+    num_classes, names = config.get("num_classes"), config.get("class_names")
+    if num_classes is not None and (type(num_classes) is not int or num_classes < 1):
+        return f"num_classes must be a positive integer or null, got {num_classes!r}"
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return "class_names must be a list of strings"
+        if len(names) != (num_classes or 0):
+            return f"{len(names)} class_names for {num_classes or 0} classes"
+    dropout = config.get("head_dropout")
+    if dropout is not None and not (type(dropout) in (int, float) and 0 <= dropout < 1):
+        return f"head_dropout must be a number in [0, 1), got {dropout!r}"
+    return None
 
 
 def from_preset(path):

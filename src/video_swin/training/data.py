@@ -45,6 +45,16 @@ VIDEO_EXTENSIONS = frozenset(
 LABEL_MAP_KEYS = ("hflip", "vflip", "transpose", "reverse")
 
 
+def check_counts(minimum=1, **values):
+    """Raises one line naming the first of `values` (name=value; None is allowed: a default) that is not
+    an integer of at least `minimum`: the counts a user passes (batch sizes, epochs, workers, shards)."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+
+
 class DataError(ValueError):
     """A dataset cannot be used; the message is one line."""
 

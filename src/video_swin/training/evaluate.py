@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from video_swin import files
+
 
 def predict_views(model, dataset, batch_videos: int = 1, max_views_per_call: int = 24, log=None):
     """Runs the model on a views dataset ((V, T, C, C, 3), label, index per video).
@@ -98,6 +100,9 @@ def evaluate(preset, data, views: str | None = None, quick: bool = False, worker
     from video_swin.training import tfrecords
     from video_swin.zoo import resolve as zoo_resolve
 
+    data_mod.check_counts(workers=workers, batch_videos=batch_videos, limit=limit)
+    if out:
+        files.check_output_path(out)
     preset_obj = zoo_resolve.load_preset(preset)
     class_names = preset_obj.class_names
     if not class_names:
@@ -138,8 +143,7 @@ def evaluate(preset, data, views: str | None = None, quick: bool = False, worker
         f"{result['seconds']:.1f}s)")
     log(format_confusion(result["confusion"], class_names))
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2) + "\n")
+        files.atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     return result
 
 

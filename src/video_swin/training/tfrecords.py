@@ -13,6 +13,7 @@ The output folder holds `shard-XXXXX-of-YYYYY.tfrecord` files, `labels.txt` and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from video_swin.training.data import ClipSpec, DataError, augment, load_video_list
+from video_swin import files
+from video_swin.training.data import ClipSpec, DataError, augment, check_counts, load_video_list
 
 MANIFEST = "manifest.json"
 PATTERN = "shard-{:05d}-of-{:05d}.tfrecord"
@@ -56,8 +58,13 @@ def extract_tfrecords(data, out_dir, shards: int = 4, short_side: int = 256, qua
                       max_frames: int | None = None, workers: int | None = None, overwrite: bool = False,
                       log=print) -> dict:
     """Writes the TFRecord folder for a class-folder tree or list file; returns the manifest."""
+    check_counts(shards=shards, quality=quality, max_frames=max_frames, workers=workers)
+    check_counts(0, short_side=short_side)
+    if quality > 100:
+        raise ValueError(f"quality must be at most 100 (JPEG), got {quality}")
     listing = load_video_list(data)
     out = Path(out_dir)
+    files.check_output_path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise DataError(f"{out} exists and is not empty (pass --overwrite to replace its shards)")
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +82,7 @@ def extract_tfrecords(data, out_dir, shards: int = 4, short_side: int = 256, qua
         tmp_paths.append(tmp)
         writers.append(tf.io.TFRecordWriter(str(tmp)))
     t0, written, skipped, counts = time.perf_counter(), 0, [], [0] * shards
+    failed = True
     try:
         results = pool.imap(_encode_video, jobs, chunksize=1) if pool else map(_encode_video, jobs)
         for i, (path, result, error) in enumerate(results):
@@ -98,12 +106,24 @@ def extract_tfrecords(data, out_dir, shards: int = 4, short_side: int = 256, qua
             writers[shard].write(ex.SerializeToString())
             counts[shard] += 1
             written += 1
-    finally:
-        for w in writers:
+        for w in writers:  # closing flushes: it can fail too
             w.close()
+        failed = False
+    except tf.errors.OpError as exc:  # TensorFlow's error for a failed write (a full disk)
+        raise OSError(f"cannot write the TFRecord shards in {out}: {' '.join(exc.message.split())}") from None
+    finally:
         if pool is not None:
             pool.close()
             pool.join()
+        if failed:  # an error (a full disk, an interrupt): no temporary shard left behind
+            for w in writers:
+                with contextlib.suppress(tf.errors.OpError):
+                    w.close()
+            for tmp in tmp_paths:
+                tmp.unlink(missing_ok=True)
+    # The manifest is what makes the folder a dataset: an old one goes before any shard is replaced, so
+    # that a crash in between leaves a folder readers refuse, never old counts over new shards.
+    (out / MANIFEST).unlink(missing_ok=True)
     for s, tmp in enumerate(tmp_paths):
         os.replace(tmp, out / PATTERN.format(s, shards))
     manifest = {
@@ -116,10 +136,8 @@ def extract_tfrecords(data, out_dir, shards: int = 4, short_side: int = 256, qua
         "jpeg_quality": int(quality),
         "skipped": skipped,
     }
-    (out / "labels.txt").write_text("".join(f"{c}\n" for c in listing.class_names))
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    files.atomic_write_text(out / "labels.txt", "".join(f"{c}\n" for c in listing.class_names))
+    files.atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     log(f"wrote {written} videos into {shards} shard(s) in {out} ({time.perf_counter() - t0:.1f}s"
         + (f", skipped {len(skipped)} unreadable" if skipped else "") + ")")
     return manifest

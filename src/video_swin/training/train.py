@@ -93,6 +93,18 @@ class TrainConfig:
     log_every: int | None = None
     overwrite: bool = False  # start afresh even if OUT has checkpoints
 
+    def __post_init__(self):
+        from video_swin.training.data import check_counts
+
+        check_counts(epochs=self.epochs, batch_size=self.batch_size, accum_steps=self.accum_steps,
+                     clip_len=self.clip_len, frame_interval=self.frame_interval, short_side=self.short_side,
+                     crop_size=self.crop_size, keep_checkpoints=self.keep_checkpoints, workers=self.workers,
+                     devices=self.devices, max_steps=self.max_steps, log_every=self.log_every)
+        check_counts(0, checkpoint_every=self.checkpoint_every)
+        check_counts(-1, frozen_stages=self.frozen_stages)
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+
     def spec(self):
         from video_swin.training.data import ClipSpec
 
