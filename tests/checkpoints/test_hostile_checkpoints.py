@@ -215,7 +215,7 @@ def zip_deflate_claim_beyond_any_ratio(tmp_path, marker):
     return out
 
 
-@case("ends at byte")
+@case("end at byte 16 of a 8-byte data section")
 def safetensors_offsets_past_the_end(tmp_path, marker):
     return _safetensors(tmp_path / "c.safetensors", {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
                         b"\0" * 8)
@@ -235,7 +235,7 @@ def safetensors_header_length_past_the_end(tmp_path, marker):
     return path
 
 
-@case("invalid safetensors header")
+@case("invalid JSON in header")
 def safetensors_header_nested_too_deeply(tmp_path, marker):
     return _safetensors(tmp_path / "c.safetensors", {}, header_bytes=b"{" + b'"a":[' * 200_000 + b"1" + b"]" * 200_000 + b"}")
 
@@ -246,7 +246,7 @@ def safetensors_offsets_disagree_with_the_shape(tmp_path, marker):
                         b"\0" * 8)
 
 
-@case("invalid safetensors entry")
+@case("integer `-2`, expected usize")
 def safetensors_negative_shape(tmp_path, marker):
     return _safetensors(tmp_path / "c.safetensors", {"w": {"dtype": "F32", "shape": [-2, -2], "data_offsets": [0, 16]}},
                         b"\0" * 16)

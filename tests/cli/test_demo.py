@@ -12,17 +12,24 @@ import re
 from tests.helpers import assert_no_native_lines, binomial_floor, run_cli
 
 
-def test_the_demo_runs_every_section_and_its_model_meets_the_claim():
-    result = run_cli("demo", timeout=1500)
+def test_the_demo_runs_every_section_and_its_model_meets_the_claim(tmp_path):
+    result = run_cli("demo", timeout=1500, cwd=tmp_path)
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-2000:])
     assert result.stderr == "", result.stderr[-2000:]  # no native line, no warning, nothing skipped there
     assert_no_native_lines(result.stdout)
     out = result.stdout
     assert "skipped" not in out.lower()
-    for section in ("=== 1. The embedded default", "=== 2. Parity", "=== 3. Convert a checkpoint"):
+    sections = re.findall(r"^=== (\d+)\. (.*) ===$", out, re.MULTILINE)
+    assert [int(n) for n, _ in sections] == list(range(1, 6)), sections
+    for section in ("=== 1. The embedded default", "=== 2. Where the model looks", "=== 3. Parity",
+                    "=== 4. Convert a checkpoint", "=== 5. A long video"):
         assert section in out, section
     (correct, total), = re.findall(r"^(\d+)/(\d+) correct on clips generated just now", out, re.MULTILINE)
     assert int(total) == 24 and len(re.findall(r"^(moving_\w+|rotating_\w+|growing|shrinking) ", out, re.MULTILINE)) == 24
     assert int(correct) >= binomial_floor(24, 0.95, alpha=1e-3) == 19, out[:3000]
     assert re.search(r"^PASS: (\d+)/\1 rows within 1e-05$", out, re.MULTILINE), out
-    assert "These weights are RANDOM" in out and "  1. " in out  # section 3 ranked labels
+    assert "These weights are RANDOM" in out and "  1. " in out  # section 4 ranked labels
+    drawn = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "demo-output").rglob("*") if p.is_file())
+    assert any(name.startswith("demo-output/explanation_") and name.endswith(".gif") for name in drawn), drawn
+    for name in ("timeline.png", "long_video_labelled.mp4", "segments.json"):
+        assert f"demo-output/timeline/{name}" in drawn, drawn

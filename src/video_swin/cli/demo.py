@@ -20,6 +20,9 @@ import numpy as np
 from video_swin.zoo.synthetic_motion import DEMO_SEED
 
 
+DEMO_OUTPUT = Path("demo-output")  # in the working folder: what the demo draws, to look at afterwards
+
+
 def _section(title):
     print(f"\n=== {title} ===", flush=True)
 
@@ -48,7 +51,7 @@ def run(skip_verify=False):
     _section("4. Convert a checkpoint and classify a video file (Kinetics-400 protocol)")
     convert_and_classify()
 
-    _section("4. A long video: what happens when (timeline)")
+    _section("5. A long video: what happens when (timeline)")
     long_video_timeline()
 
 
@@ -75,13 +78,13 @@ def synthetic_demo(n_clips=24, seed=DEMO_SEED):
 
 def explanation_demo(out_dir=None, seed=2026, index=1):
     """Explains clip `index` of the synthetic demo clips with the default method and writes the GIF to
-    `out_dir` (default: video-swin-demo in the system's temporary folder). Returns its path."""
+    `out_dir` (default: demo-output/ in the working folder, beside the timeline's files). Returns its path."""
     from video_swin.data import synthetic
     from video_swin.inference import explain_render
     from video_swin.inference.explain import explain
     from video_swin.zoo.synthetic_motion import PRESET_DIR
 
-    out_dir = Path(out_dir) if out_dir is not None else Path(tempfile.gettempdir()) / "video-swin-demo"
+    out_dir = Path(out_dir) if out_dir is not None else DEMO_OUTPUT
     x, y = synthetic.generate_arrays(index + 1, seed=seed, randomize=True)
     clip = x[index]
     explanation = explain(clip, PRESET_DIR)
@@ -121,7 +124,7 @@ def convert_and_classify(views="1x3"):
     )
 
 
-TIMELINE_OUTPUT = Path("demo-output") / "timeline"
+TIMELINE_OUTPUT = DEMO_OUTPUT / "timeline"
 
 
 def long_video_timeline(out_dir=TIMELINE_OUTPUT, minutes=2.0, seed=2026):

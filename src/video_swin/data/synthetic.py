@@ -532,7 +532,11 @@ def _encode(target, frames, fps, codec, crf, qscale, bitrate, preset) -> None:
         raise ValueError("yuv420p needs even height and width")
     if codec is None:
         codec = "libx264" if _has_libx264() else "mpeg4"
-    with av.open(target, mode="w", format="mp4") as container:
+    # A file gets its index (moov) before the data (faststart): it then decodes as a stream, e.g. over HTTP
+    # from a server without Range requests. The muxer rewrites the file for that, which a memory buffer
+    # cannot take.
+    options = {"movflags": "faststart"} if isinstance(target, (str, os.PathLike)) else {}
+    with av.open(target, mode="w", format="mp4", options=options) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
         cc = stream.codec_context
