@@ -155,7 +155,7 @@ def run(args, say=print):
             workers += [side(PortWorker, "port", mode, f"keras-cv {mode}") for mode in args.port]
             bench._run_group(workers, args.runs, args.warmup, args.first_timeout, say)
             flops = 2 * bench.multiply_adds(variant, frames, args.size, args.size, batch)
-            rows, ceiling = bench.summarise_rows(workers, workers[0], flops, workers[1], batch)
+            rows, ceiling = bench.summarise_rows(workers, workers[0], flops, {"torch eager": workers[1]}, batch)
             ours = workers[2]
             for port, row in zip(workers[3:], rows[3:]):  # the port's rows: ours / the port too
                 if port.walls and len(port.walls) == len(ours.walls):

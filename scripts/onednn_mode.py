@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 PROBE = "from tensorflow.python.util import _pywrap_util_port as p; print(int(p.IsMklEnabled()))"
-ONEDNN_CPU_FLAGS = {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8"}
 
 
 def default_mode() -> int:
@@ -25,12 +24,9 @@ def default_mode() -> int:
             return int(done.stdout.strip())
     except (OSError, subprocess.TimeoutExpired):
         pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
-    except OSError:
-        return 0
-    return int(bool(flags & ONEDNN_CPU_FLAGS))
+    from video_swin.runtime import ONEDNN_DEFAULT_FLAGS, cpu_flags
+
+    return int(bool(cpu_flags() & set(ONEDNN_DEFAULT_FLAGS)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ Each setting, what it measured, and how to turn it off (every one also keeps a v
 | giving freed heap back | glibc `malloc_trim` after a new input shape compiles, and every 0.25 s during a training step's compile | ~220 MiB of the compiler's freed memory leaves the steady state; the first training step peaks 4456-4599 -> 3887-3987 MiB | `configure(release_freed_heap=False)` |
 
 `VIDEO_SWIN_RUNTIME=off` in the environment makes `configure()` do nothing.
+
+What the CPU offers is read here too (`cpu_flags`, `onednn_enabled`, `native_bfloat16`): bfloat16 inference
+(`precision="bfloat16"`) pays only where oneDNN runs bfloat16 matmuls natively.
 `quiet_native_stderr()` is separate: the command line uses it so that only its own lines reach stderr.
 """
 
@@ -127,3 +130,78 @@ def quiet_native_stderr(log_path=None):
     os.close(target)
     sys.stderr = os.fdopen(original, "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
                            errors="backslashreplace")
+
+
+# ---------------------------------------------------------------------------------------------- the CPU
+
+# TensorFlow turns oneDNN on by default on x86 CPUs with any of these (its `IsDataTypeSupportedByOneDNNOnThisCPU`
+# rule; `TF_ENABLE_ONEDNN_OPTS=0/1` overrides it).
+ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni")
+# Instructions that multiply bfloat16 natively (AVX512_BF16's dot products, AMX's tiles).
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def onednn_enabled(flags=None) -> bool:
+    """Whether TensorFlow runs its CPU kernels through oneDNN in this process: TensorFlow's own answer once
+    it is imported, before that `TF_ENABLE_ONEDNN_OPTS` when set, else TensorFlow's default for this CPU."""
+    if flags is None and "tensorflow" in sys.modules:
+        try:
+            from tensorflow.python.util import _pywrap_util_port
+
+            return bool(_pywrap_util_port.IsMklEnabled())
+        except (ImportError, AttributeError):
+            pass
+    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if setting is not None and setting.strip() != "":
+        return setting.strip().lower() in ("1", "true", "yes")
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in ONEDNN_DEFAULT_FLAGS)
+
+
+def native_bfloat16(flags=None) -> tuple[bool, str]:
+    """(whether bfloat16 matmuls run natively here, and if not the one-line reason)."""
+    flags = cpu_flags() if flags is None else flags
+    if not any(f in flags for f in BFLOAT16_FLAGS):
+        return False, "this CPU has no bfloat16 instructions (AVX512_BF16 or AMX)"
+    if not onednn_enabled(flags):
+        return False, "TensorFlow's oneDNN kernels are off (TF_ENABLE_ONEDNN_OPTS=0), so bfloat16 would be emulated"
+    return True, ""
+
+
+def inference_precision(requested: str, on_cpu: bool = True, flags=None) -> tuple[str, str | None]:
+    """The precision to run inference in for a requested one, and a one-line notice when it differs.
+
+    bfloat16 on a CPU without native bfloat16 matmuls would be a slow emulation (XLA's and Eigen's), so it
+    runs float32 instead and says so. Off the CPU (a GPU) every precision is taken as asked.
+    """
+    if requested != "bfloat16" or not on_cpu:
+        return requested, None
+    native, reason = native_bfloat16(flags)
+    if native:
+        return requested, None
+    return "float32", f"bfloat16 requested, running float32: {reason}"

@@ -13,8 +13,11 @@ Sides (`--ours`, `--torch`):
   ours eager     `model(x)` eagerly
   ours graph     `tf.function(model)` without XLA
   ours xla       `tf.function(model, jit_compile=True)`
+  ours bf16      `model.predict_on_batch(x)` on `from_preset(..., precision="bfloat16")` (a TF graph where
+                 oneDNN multiplies bfloat16 natively; float32 with a note where the CPU cannot)
   torch eager    torchvision under `torch.no_grad()`
   torch compile  `torch.compile(model)` under `torch.no_grad()` (inductor; the first call compiles)
+  torch autocast torchvision eager under `torch.no_grad()` and `torch.autocast("cpu", dtype=torch.bfloat16)`
 Training (`--train`): one optimiser step (forward, cross-entropy, backward, AdamW) on a batch; ours
 `train_on_batch` after `compile()` with the default `jit_compile` ("default"), or forced "graph"/"xla".
 
@@ -49,8 +52,8 @@ VARIANTS = {
     "small": {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24), "torchvision": "swin3d_s"},
     "base": {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32), "torchvision": "swin3d_b"},
 }
-OURS_MODES = ("default", "eager", "graph", "xla")
-TORCH_MODES = ("eager", "compile")
+OURS_MODES = ("default", "eager", "graph", "xla", "bf16")
+TORCH_MODES = ("eager", "compile", "autocast")
 TRAIN_OURS_MODES = ("default", "graph", "xla")
 CEILING_N = 4096
 NUM_CLASSES = 400
@@ -201,9 +204,11 @@ def _worker_torch(spec):
         model = torch.compile(model)
     out = {}
 
+    autocast = spec["mode"] == "autocast"
+
     def step():
-        with torch.no_grad():
-            out["y"] = model(xt)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out["y"] = model(xt).float()
 
     # The first call is where torch.compile compiles: run it here, so that a failure is reported.
     try:
@@ -230,10 +235,12 @@ def _worker_ours(spec):
     if threads:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
-    model = presets.from_preset(spec["preset"])
-    x = np.load(spec["input"])
     mode = spec["mode"]
-    info = {"tensorflow": tf.__version__, "keras": keras.__version__, "load_rss_mb": _rss_mb()}
+    model = presets.from_preset(spec["preset"], precision="bfloat16" if mode == "bf16" else "float32")
+    x = np.load(spec["input"])
+    info = {"tensorflow": tf.__version__, "keras": keras.__version__, "load_rss_mb": _rss_mb(),
+            "onednn": runtime.onednn_enabled(), "threads": threads or os.cpu_count(),
+            "precision": keras.backend.standardize_dtype(model.compute_dtype)}
     out = {}
     if spec["train"]:
         labels = np.arange(x.shape[0]) % NUM_CLASSES
@@ -249,8 +256,8 @@ def _worker_ours(spec):
             model.train_on_batch(x, labels)
 
     else:
-        if mode == "default":
-            info["jit_compile"] = bool(model.jit_compile)
+        if mode in ("default", "bf16"):
+            info["jit_compile"] = bool(model._inference_uses_xla())
 
             def step():
                 out["y"] = model.predict_on_batch(x)
@@ -524,8 +531,11 @@ def _run_group(workers, runs, warmup, first_timeout, say):
         worker.finish()
 
 
-def _summarise(worker, flops, ceiling, reference, batch):
-    keys = ("first_wall", "first_cpu", "peak_rss_mb", "steady_peak_rss_mb", "load_rss_mb", "after_first_rss_mb", "jit_compile")
+def _summarise(worker, flops, ceiling, references, batch):
+    """`references`: the torch sides of the cell by name; a row gets its per-round ratio to each
+    (`ratio_to_torch_eager`, `ratio_to_torch_autocast`, ...)."""
+    keys = ("first_wall", "first_cpu", "peak_rss_mb", "steady_peak_rss_mb", "load_rss_mb", "after_first_rss_mb", "jit_compile",
+            "precision", "onednn", "threads")
     row = {"side": worker.name, **{k: worker.info.get(k) for k in keys}}
     if worker.error or not worker.walls:
         row["error"] = worker.error or "no runs"
@@ -543,13 +553,15 @@ def _summarise(worker, flops, ceiling, reference, batch):
         row["gflops"] = flops / median / 1e9
         if ceiling:
             row["pct_ceiling"] = 100 * row["gflops"] / ceiling
-    if reference is not None and reference.walls and len(reference.walls) == len(worker.walls):
-        row["ratio_to_torch_eager"] = _median([a / b for a, b in zip(worker.walls, reference.walls)])
-        row["cpu_ratio_to_torch_eager"] = _median([a / b for a, b in zip(worker.cpus, reference.cpus)])
+    for name, reference in references.items():
+        if reference.walls and len(reference.walls) == len(worker.walls):
+            key = name.replace(" ", "_")
+            row[f"ratio_to_{key}"] = _median([a / b for a, b in zip(worker.walls, reference.walls)])
+            row[f"cpu_ratio_to_{key}"] = _median([a / b for a, b in zip(worker.cpus, reference.cpus)])
     return row
 
 
-def summarise_rows(workers, ceiling_worker, flops, reference, batch):
+def summarise_rows(workers, ceiling_worker, flops, references, batch):
     """One cell's rows (`_summarise`) and the matmul ceiling in GFLOP/s that `ceiling_worker` measured in the
     same rounds (None without one); the ceiling's own row is 100 % of it."""
     ceiling = None
@@ -557,7 +569,7 @@ def summarise_rows(workers, ceiling_worker, flops, reference, batch):
         ceiling = 2 * CEILING_N**3 / _median(ceiling_worker.walls) / 1e9
     rows = []
     for worker in workers:
-        row = _summarise(worker, None if worker is ceiling_worker else flops, ceiling, reference, batch)
+        row = _summarise(worker, None if worker is ceiling_worker else flops, ceiling, references, batch)
         if worker is ceiling_worker and ceiling is not None:
             row["gflops"], row["pct_ceiling"] = ceiling, 100.0
         rows.append(row)
@@ -603,12 +615,9 @@ def profile_table(profile):
 
 
 def machine_description():
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from video_swin import runtime
+
+    cpu = runtime.cpu_model()
     mem = ""
     with contextlib.suppress(OSError):
         kb = int(Path("/proc/meminfo").read_text().split()[1])
@@ -621,9 +630,14 @@ def machine_description():
         f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_") or k == "TF_CPU_ALLOCATOR_USE_BFC"
     )
     allocator = f"; environment: {allocator}" if allocator else ""
+    flags = runtime.cpu_flags()
+    wanted = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+    present = ", ".join(f for f in wanted if f in flags) or "none of " + "/".join(wanted)
+    onednn = "on" if runtime.onednn_enabled(flags) else "off"
+    threads = os.environ.get("VIDEO_SWIN_BENCH_THREADS") or f"{os.cpu_count()} (all)"
     return (
-        f"{cpu}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, Python {platform.python_version()}{load}"
-        f"{allocator}"
+        f"{cpu}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, Python {platform.python_version()}{load}; "
+        f"CPU flags: {present}; oneDNN {onednn}; threads {threads}{allocator}"
     )
 
 
@@ -684,8 +698,8 @@ def run(args, say=print):
                 workers.append(Worker(f"{kind} {mode}", {"kind": kind, "mode": mode, "output": str(output), **common}, log))
             _run_group(workers, args.runs, args.warmup, args.first_timeout, say)
             flops = 2 * multiply_adds(variant, frames, args.size, args.size, batch) * (3 if train else 1)
-            reference = next((w for w in workers if w.name == "torch eager"), None)
-            rows, ceiling = summarise_rows(workers, workers[0] if args.ceiling else None, flops, reference, batch)
+            references = {w.name: w for w in workers if w.name.startswith("torch ")}
+            rows, ceiling = summarise_rows(workers, workers[0] if args.ceiling else None, flops, references, batch)
             cell = {
                 "variant": variant,
                 "batch": batch,
@@ -702,6 +716,11 @@ def run(args, say=print):
             say("")
             say(f"{label}: {cell['gflop_per_call']:.1f} GFLOP per call" + (" (training: 3x forward)" if train else ""))
             say(markdown_table(cell))
+            for row in rows:
+                others = {k[len("ratio_to_"):]: v for k, v in row.items()
+                          if k.startswith("ratio_to_torch_") and k != "ratio_to_torch_eager"}
+                if others and not row["side"].startswith("torch"):
+                    say(f"{row['side']}: " + ", ".join(f"{v:.2f} x {k.replace('_', ' ')}" for k, v in others.items()))
             if cell.get("max_abs_logit_diff"):
                 say("largest |logit difference| against torch eager: " + ", ".join(f"{k} {v:.1e}" for k, v in cell["max_abs_logit_diff"].items()))
             save_results(args.json, results)

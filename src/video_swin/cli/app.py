@@ -31,6 +31,19 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"video-swin: error: {self.prog}: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
+def add_precision_argument(p):
+    """`--precision`, shared by the commands that run a preset's model for inference."""
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="float32 (the reference), or bfloat16 matmuls where the CPU has AVX512_BF16 / AMX and "
+                   "oneDNN (else float32 runs, and a line on stderr says why)")
+
+
+def say_precision_notice(notice):
+    """The one line saying that bfloat16 was asked for and float32 runs (not an error: the command goes on)."""
+    if notice:
+        print(f"video-swin: note: {notice}", file=sys.stderr, flush=True)
+
+
 def positive_int(text):
     """An argparse type: an integer of at least 1."""
     try:

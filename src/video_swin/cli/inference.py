@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from video_swin.cli.app import CommandError, positive_int
+from video_swin.cli.app import CommandError, add_precision_argument, positive_int, say_precision_notice
 
 
 RAY_OPTIONS = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
@@ -23,6 +23,8 @@ def _cmd_classify(args):
     import json
 
     if args.out is not None or args.engine == "ray":
+        if args.precision != "float32":
+            raise CommandError("--precision bfloat16 is for classifying files in this process, not with --out / --engine ray")
         return _classify_archive(args)
     _refuse(args, ARCHIVE_OPTIONS, "--out / --engine ray runs")
     if args.batch is None:
@@ -42,7 +44,8 @@ def _cmd_classify(args):
             raise CommandError(f"{name}: {message}")
         _report_failure(args, name, message)
     if files:
-        classifier = VideoClassifier(args.preset, views=args.views, batch_size=args.batch)
+        classifier = VideoClassifier(args.preset, views=args.views, batch_size=args.batch, precision=args.precision)
+        say_precision_notice(classifier.precision_notice)
         progress = tqdm(files, unit="video", disable=len(files) < 2 or not sys.stderr.isatty(), file=sys.stderr)
         for path in progress:
             try:
@@ -115,6 +118,7 @@ def add_subcommands(sub):
     p.add_argument("--views", help="clips x crops, e.g. 4x3 (the protocol's default) or 1x1 (quick)")
     p.add_argument("--batch", type=positive_int, help="views per model call (memory grows with it; default 1, with --engine ray 4)")
     p.add_argument("--json", action="store_true", help="one JSON object per line (with --out: the run's summary)")
+    add_precision_argument(p)
     archive = p.add_argument_group(
         "archives", "--out writes one row per video to a Parquet file (video, labels, probabilities, timings, error), "
         "resumable: a rerun skips the videos already there; docs/ray.md")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+from video_swin.cli.app import add_precision_argument
+
 
 def _cmd_serve(args):
     from video_swin.deploy.serve import require_packages
@@ -23,7 +25,7 @@ def _cmd_serve(args):
     serve(args.preset, args.host, args.port, access_log=not args.no_access_log, on_ready=ready, views=args.views,
           max_batch=args.max_batch, queue_size=args.queue_size, max_upload_mb=args.max_upload_mb, api_key=args.api_key,
           tmp_dir=args.tmp_dir, upload_timeout_s=args.upload_timeout, decode_workers=args.decode_workers,
-          warmup=not args.no_warmup)
+          warmup=not args.no_warmup, precision=args.precision)
 
 
 def add_subcommands(sub):
@@ -41,6 +43,7 @@ def add_subcommands(sub):
     p.add_argument("--upload-timeout", type=float, default=30.0,
                    help="drop an upload that sends nothing for this many seconds (default 30)")
     p.add_argument("--decode-workers", type=int, default=2, help="uploads decoded at once (default 2)")
+    add_precision_argument(p)
     p.add_argument("--no-warmup", action="store_true", help="do not run the model once before listening")
     p.add_argument("--no-access-log", action="store_true", help="no line per request on stdout")
     p.set_defaults(func=_cmd_serve)

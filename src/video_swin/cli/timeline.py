@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from video_swin.cli.app import CommandError, positive_int
+from video_swin.cli.app import CommandError, add_precision_argument, positive_int, say_precision_notice
 
 
 def _positive_float(text):
@@ -35,7 +35,9 @@ def _cmd_timeline(args):
         if lines_to_stdout:
             print(json.dumps(record), flush=True)
 
-    model = tl.TimelineModel(args.preset, views=args.views, batch_size=args.batch, jit_compile=args.jit)
+    model = tl.TimelineModel(args.preset, views=args.views, batch_size=args.batch, jit_compile=args.jit,
+                             precision=args.precision)
+    say_precision_notice(model.precision_notice)
     stopped = None
     try:
         result = model.timeline(args.video, stride_s=args.stride_s, top_k=args.top_k, smooth=args.smooth,
@@ -136,6 +138,7 @@ def add_subcommands(sub):
                    help="a video file, - (a stream on stdin, e.g. ffmpeg ... -f mpegts -), or a URL (udp://, rtsp://, http://)")
     _add_window_arguments(p)
     p.add_argument("--views", default="1x1", choices=["1x1", "1x3"], help="per window: centre crop or three crops")
+    add_precision_argument(p)
     p.add_argument("--top-k", type=positive_int, default=5, help="labels per window in the JSON lines (default 5)")
     p.add_argument("--smooth", type=positive_int, default=DEFAULT_SMOOTH,
                    help=f"average the probabilities over this many windows (odd; 1 = none; default {DEFAULT_SMOOTH})")

@@ -42,14 +42,19 @@ class Result:
 
 
 class VideoClassifier:
-    """A preset's model and protocol, loaded once, to classify many videos."""
+    """A preset's model and protocol, loaded once, to classify many videos.
 
-    def __init__(self, preset, views=None, batch_size=1):
+    precision: 'float32' (default), or 'bfloat16' where the CPU multiplies bfloat16 natively; elsewhere
+    float32 runs and `precision_notice` says why in one line (`models.precision.inference_precision`).
+    `precision` is what runs."""
+
+    def __init__(self, preset, views=None, batch_size=1, precision="float32"):
         from video_swin import runtime
-
         from video_swin.models import presets
+        from video_swin.models.precision import inference_precision
 
         runtime.configure()
+        self.precision, self.precision_notice = inference_precision(precision)
         self.preset = zoo_resolve.load_preset(preset)  # a Preset, a folder or a registered name
         if not self.preset.config.get("num_classes"):
             raise presets.PresetError(f"{self.preset.path}: a backbone-only preset has no classes to rank")
@@ -57,7 +62,7 @@ class VideoClassifier:
         if int(batch_size) < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
-        self.model = self.preset.load_model()
+        self.model = self.preset.load_model(self.precision)
         # The plain TF graph, not XLA: on 2 CPU cores, Swin-T, 4x3 views of 32x224x224, batch 1, one 10 s
         # 720p file took 61.6 s in the model either way (XLA's compile eats its gain on the first file),
         # and XLA raised the process's peak memory from 1.8 to 2.1 GB (2.9 GB at batch 4, for no gain).
@@ -115,11 +120,11 @@ def softmax(logits):
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def classify(video, preset, top_k=5, views=None, batch_size=1):
+def classify(video, preset, top_k=5, views=None, batch_size=1, precision="float32"):
     """Ranked (label, probability) pairs for a video path or a (T, H, W, 3) uint8 array."""
     if int(top_k) < 1:  # before the model is loaded and the video decoded
         raise ValueError(f"top-k must be at least 1, got {top_k}")
-    return VideoClassifier(preset, views=views, batch_size=batch_size)(video).top_k(top_k)
+    return VideoClassifier(preset, views=views, batch_size=batch_size, precision=precision)(video).top_k(top_k)
 
 
 def video_views(protocol, video, normalise=True):

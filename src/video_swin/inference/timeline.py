@@ -248,6 +248,8 @@ class _WindowRunner:
     def _uses_xla(self, stream, plan) -> bool:
         if self.jit_compile != "auto":
             return bool(self.jit_compile)
+        if not self.model.xla_pays_for_inference():
+            return False
         p = self.protocol
         if p.clip_len * p.crop_size**2 < XLA_MIN_CLIP_PIXELS:
             return False
@@ -494,10 +496,12 @@ class TimelineModel:
     model call (each of ``views`` clips); ``jit_compile``: ``"auto"``, True or False (module docstring).
     """
 
-    def __init__(self, preset, views: str = "1x1", batch_size: int = DEFAULT_BATCH, jit_compile="auto"):
+    def __init__(self, preset, views: str = "1x1", batch_size: int = DEFAULT_BATCH, jit_compile="auto",
+                 precision: str = "float32"):
         from video_swin.inference.classify import VideoClassifier
 
-        classifier = VideoClassifier(preset, views=_window_views(views))
+        classifier = VideoClassifier(preset, views=_window_views(views), precision=precision)
+        self.precision, self.precision_notice = classifier.precision, classifier.precision_notice
         self.preset = classifier.preset
         self.protocol = classifier.protocol
         self.class_names = classifier.class_names
@@ -565,12 +569,13 @@ class TimelineModel:
 def timeline(video, preset, *, views: str = "1x1", stride_s: float | None = None, batch_size: int = DEFAULT_BATCH,
              top_k: int = 5, smooth: int = DEFAULT_SMOOTH, min_score: float = DEFAULT_MIN_SCORE,
              video_id: str | None = None, fps: float | None = None, format: str | None = None, follow: bool = False,
-             on_window=None, jit_compile="auto", timeout_s: float = 10.0) -> dict:
+             on_window=None, jit_compile="auto", timeout_s: float = 10.0, precision: str = "float32") -> dict:
     """What happens when in ``video``: per-window top-k, and segments.
 
     ``video``: a path, ``"-"`` (standard input), a URL (``udp://``, ``rtsp://``, ``http://``...) or a binary
     file-like object. ``preset``: a preset folder, a loaded ``Preset``, or a :class:`TimelineModel` (load it
-    once to serve many videos; then ``views``, ``batch_size`` and ``jit_compile`` are the model's).
+    once to serve many videos; then ``views``, ``batch_size``, ``jit_compile`` and ``precision`` are the
+    model's). ``precision``: ``"float32"`` or ``"bfloat16"`` (see :class:`~video_swin.inference.classify.VideoClassifier`).
     ``stride_s``: seconds between window starts (default: half a clip). ``on_window(record)`` is called
     with each window's record as soon as it is scored; ``follow`` scores each window as soon as it is
     complete and adds ``latency_s`` (module docstring). ``fps`` / ``format``: for streams that do not say.
@@ -586,7 +591,7 @@ def timeline(video, preset, *, views: str = "1x1", stride_s: float | None = None
     end; its ``partial`` is the result for what was decoded, with ``stopped = {"at_s", "frame",
     "reason"}``.
     """
-    model = preset if isinstance(preset, TimelineModel) else TimelineModel(preset, views, batch_size, jit_compile)
+    model = preset if isinstance(preset, TimelineModel) else TimelineModel(preset, views, batch_size, jit_compile, precision)
     return model.timeline(video, stride_s=stride_s, top_k=top_k, smooth=smooth, min_score=min_score,
                           video_id=video_id, fps=fps, format=format, follow=follow, on_window=on_window,
                           timeout_s=timeout_s)

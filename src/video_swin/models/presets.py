@@ -87,10 +87,15 @@ class Preset:
     def preprocessing(self):
         return self.config.get("preprocessing") or dict(KINETICS_PROTOCOL)
 
-    def build_model(self):
-        return model_from_config(self.config)
+    def build_model(self, precision="float32"):
+        from video_swin.models.precision import dtype_policy
 
-    def load_model(self):
+        with dtype_policy(precision):
+            return model_from_config(self.config)
+
+    def load_model(self, precision="float32"):
+        """The model with the preset's weights, its layers computing in `precision` ('float32', or the mixed
+        'bfloat16' / 'float16': float32 weights, see `models.precision`)."""
         weights = self.path / WEIGHTS_FILE
         needed = 2 * parameter_count(self.config["architecture"], self.config.get("num_classes"))
         if weights.stat().st_size < needed:  # 2 bytes a weight: even half precision would need this much
@@ -98,7 +103,7 @@ class Preset:
                 f"{self.path / CONFIG_FILE}: the architecture has {needed // 2:,} weights, more than "
                 f"{WEIGHTS_FILE} ({weights.stat().st_size:,} bytes) can hold; config and weights do not belong together"
             )
-        model = self.build_model()
+        model = self.build_model(precision)
         try:
             model.load_weights(self.path / WEIGHTS_FILE)
         except Exception as exc:  # h5py/Keras raise many types; one clear line for all of them
@@ -284,16 +289,24 @@ def config_problem(config) -> str | None:
     return None
 
 
-def from_preset(path):
+def from_preset(path, precision="float32"):
     """The classifier (or the backbone, for a preset without head) with the preset's weights. It takes
     (B, T, H, W, 3) float32 normalised pixels and returns logits (or features).
 
+    precision: 'float32' (the reference), or 'bfloat16' where the CPU multiplies bfloat16 natively (else it
+    warns in one line and loads float32; see `models.precision`), or 'float16'.
     Applies `video_swin.runtime.configure()` first (an entry point of the package; see there to turn
     its settings off)."""
+    import warnings
+
     from video_swin import runtime
+    from video_swin.models.precision import inference_precision
 
     runtime.configure()
-    return load_preset(path).load_model()
+    precision, notice = inference_precision(precision)
+    if notice:
+        warnings.warn(notice, RuntimeWarning, stacklevel=2)
+    return load_preset(path).load_model(precision)
 
 
 def _one_line(exc) -> str:

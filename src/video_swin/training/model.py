@@ -3,9 +3,9 @@ mode, and activation recomputation (rematerialisation) per block."""
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
+
+from video_swin.models.precision import dtype_policy
 
 # Small architectures for training from scratch (`--arch`), next to the official variants.
 SCRATCH_ARCHS = {
@@ -44,22 +44,6 @@ def architecture_for(arch: str, **overrides) -> dict:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(arch_names())}")
     config.update({k: v for k, v in overrides.items() if v is not None})
     return config
-
-
-@contextlib.contextmanager
-def dtype_policy(precision: str):
-    """'float32', 'bfloat16' (mixed_bfloat16) or 'float16' (mixed_float16) for the layers built inside."""
-    import keras
-
-    names = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-    if precision not in names:
-        raise ValueError(f"precision must be one of {', '.join(names)}, got {precision!r}")
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(names[precision])
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def build_classifier(num_classes, preset=None, arch=None, head_dropout=0.5, drop_path_rate=None,

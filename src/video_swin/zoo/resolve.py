@@ -138,9 +138,10 @@ def load_preset(name_or_path):
     return presets.load_preset(path)
 
 
-def from_preset(name_or_path):
+def from_preset(name_or_path, precision="float32"):
     """The classifier (or the backbone, for a preset without head) of a preset folder or registered name,
     with its weights. It takes (B, T, H, W, 3) float32 normalised pixels and returns logits (or features).
+    precision: see `models.presets.from_preset`.
 
     Applies `video_swin.runtime.configure()` first (an entry point of the package)."""
     from video_swin import runtime
@@ -149,7 +150,7 @@ def from_preset(name_or_path):
     path = resolve_preset(name_or_path)
     from video_swin.models import presets
 
-    return presets.from_preset(path)
+    return presets.from_preset(path, precision=precision)
 
 
 def list_presets() -> list[dict]:

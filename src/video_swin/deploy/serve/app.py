@@ -102,7 +102,7 @@ class Service:
     """What the handlers share: the classifier, the worker, the limits, the folders, the metrics."""
 
     def __init__(self, preset, *, views=None, max_batch=8, queue_size=32, max_upload_mb=100.0, api_key=None,
-                 tmp_dir=None, upload_timeout_s=30.0, decode_workers=2, warmup=True):
+                 tmp_dir=None, upload_timeout_s=30.0, decode_workers=2, warmup=True, precision="float32"):
         from video_swin.inference.classify import VideoClassifier
 
         if float(max_upload_mb) <= 0 or float(upload_timeout_s) <= 0 or int(decode_workers) < 1:
@@ -112,7 +112,7 @@ class Service:
         self.api_key = api_key or None
         self.folder = uploads.UploadFolder(tmp_dir)  # first: a folder that cannot be used is said at once
         try:
-            self.classifier = VideoClassifier(preset, views=views, batch_size=max_batch)
+            self.classifier = VideoClassifier(preset, views=views, batch_size=max_batch, precision=precision)
             self.metrics = ServiceMetrics(lambda: self.worker.depth, lambda: self.worker.capacity,
                                           lambda: self.worker.waiting)
             self.worker = ModelWorker(self.classifier, max_batch=max_batch, queue_size=queue_size, metrics=self.metrics)
@@ -346,7 +346,7 @@ def run_timeline(timeline, classifier, video, name, query):
 
     model = _TIMELINE_MODELS.get(id(classifier))
     if model is None:
-        model = _TIMELINE_MODELS[id(classifier)] = TimelineModel(classifier.preset)
+        model = _TIMELINE_MODELS[id(classifier)] = TimelineModel(classifier.preset, precision=classifier.precision)
     options = {}
     for key, kind in (("stride_s", float), ("smooth", int), ("min_score", float), ("top_k", int)):
         if query.get(key) not in (None, ""):
@@ -435,7 +435,7 @@ class ApiKeyMiddleware:
 
 
 def create_app(preset, *, views=None, max_batch=8, queue_size=32, max_upload_mb=100.0, api_key=None, tmp_dir=None,
-               upload_timeout_s=30.0, decode_workers=2, warmup=True, service=None):
+               upload_timeout_s=30.0, decode_workers=2, warmup=True, precision="float32", service=None):
     """The ASGI application for a preset (folder or registered name); loads the model now.
 
     views: the protocol's views override (e.g. "1x1"); max_batch: views per model call (several requests'
@@ -443,7 +443,8 @@ def create_app(preset, *, views=None, max_batch=8, queue_size=32, max_upload_mb=
     max_upload_mb: the largest request body, in MiB; api_key: required on every request but the probe and
     the page (default: $VIDEO_SWIN_API_KEY; "" for none); tmp_dir: the private folder for uploads (default
     under the system's temporary folder); upload_timeout_s: an upload that sends nothing for this long is
-    dropped; decode_workers: uploads decoded at once. `app.state.service.close()` (or the lifespan's end)
+    dropped; decode_workers: uploads decoded at once; precision: "float32" or "bfloat16" (where the CPU
+    multiplies bfloat16 natively, see `VideoClassifier`). `app.state.service.close()` (or the lifespan's end)
     stops the worker and removes this process's temporary folder.
     """
     if api_key is None:
@@ -451,7 +452,7 @@ def create_app(preset, *, views=None, max_batch=8, queue_size=32, max_upload_mb=
     service = service or Service(
         preset, views=views, max_batch=max_batch, queue_size=queue_size, max_upload_mb=max_upload_mb,
         api_key=api_key, tmp_dir=tmp_dir, upload_timeout_s=upload_timeout_s, decode_workers=decode_workers,
-        warmup=warmup)
+        warmup=warmup, precision=precision)
     closed = []
 
     def close():
