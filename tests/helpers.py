@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # port.cc:153] oneDNN custom operations are on", "WARNING: All log messages before absl::InitializeLog()
 # is called are written to STDERR"). None of it may reach a `video-swin` command's stdout or stderr.
 NATIVE_LINE = re.compile(
-    r"^[IWEF]\d{4} |absl::|oneDNN|TF_ENABLE_ONEDNN_OPTS|tensorflow/|external/local_xla|XLA service|"
+    r"^[IWEF]\d{4} |absl::|oneDNN custom operations|TF_ENABLE_ONEDNN_OPTS=0`|tensorflow/|external/local_xla|XLA service|"
     r"StreamExecutor|Compiled cluster using XLA|rebuild TensorFlow|Could not find cuda drivers|TF-TRT",
     re.MULTILINE,
 )
