@@ -24,8 +24,8 @@ PRESET = "synthetic-motion"
 VIEWS = "2x1"  # two clips of the 16-frame videos: a video's views can fall into different model batches
 
 
-def write_videos(folder, count, seed=0):
-    """`count` synthetic-motion clips of 16 frames of 64x64 at 16 fps (1 s), and four broken files.
+def write_videos(folder, count, seed=0, frames=16):
+    """`count` synthetic-motion clips of `frames` frames (default 16: 1 s) of 64x64 at 16 fps, and four broken files.
     Returns (good paths, {broken path: what is wrong})."""
     from tests.data.test_video import write_audio_only  # imported here: workers load this module too
     from video_swin.data import synthetic
@@ -34,12 +34,14 @@ def write_videos(folder, count, seed=0):
     rng = np.random.default_rng(seed)
     good = []
     for i in range(count):
-        clip = synthetic.render_clip(synthetic.CLASSES[i % len(synthetic.CLASSES)], rng, frames=16, size=64)
+        clip = synthetic.render_clip(synthetic.CLASSES[i % len(synthetic.CLASSES)], rng, frames=frames, size=64)
         good.append(str(synthetic.write_video(folder / f"clip{i:03d}.mp4", clip, fps=16)))
     (folder / "text.mp4").write_text("not a video at all\n")
     (folder / "empty.mp4").write_bytes(b"")
     data = (folder / "clip000.mp4").read_bytes()
-    (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    # cut where the frames begin: the index (written first) survives, no frame does. (A cut further in keeps
+    # the frames before it, and the video is read as a shorter one: tests/data/test_video.py.)
+    (folder / "truncated.mp4").write_bytes(data[: data.index(b"mdat") + 4])
     write_audio_only(folder / "audio_only.mp4")
     broken = {str(folder / name): name for name in ("text.mp4", "empty.mp4", "truncated.mp4", "audio_only.mp4")}
     return good, broken

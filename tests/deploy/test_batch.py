@@ -207,6 +207,66 @@ def test_driver_killed_then_rerun_does_only_the_missing(cluster, archive, single
     assert not parts.exists()
 
 
+def _feature_files(folder):
+    """{stem: (features, windows)} of a features folder, and its index rows."""
+    found = {npy.stem: (np.load(npy), json.loads(npy.with_suffix(".json").read_text())["windows"])
+             for npy in folder.glob("*.npy")}
+    return found, (folder / "index.csv").read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def long_archive(tmp_path_factory):
+    """Ten 3-second clips (five windows each at the preset's default stride) and the four broken files."""
+    folder = tmp_path_factory.mktemp("long") / "videos"
+    good, broken = batch_helpers.write_videos(folder, 10, frames=48)
+    return folder, good, broken
+
+
+def test_ray_features_equal_single_process_and_rerun_skips(cluster, long_archive, tmp_path):
+    """`video-swin features --engine ray` on the two-node cluster writes what single-process `features` writes:
+    the same files, each video's windows, features within 1e-5 and the same index; the broken files are listed
+    with the same one-line reasons in failed.csv and make the command fail; a rerun redoes only those.
+
+    1e-5 is the model's parity tolerance against torchvision: the backbone's raw outputs (magnitude ~1, float32)
+    come here from batches of other sizes, mixing other videos' windows (3 per call), than in the single
+    process (4 windows of one video), and oneDNN's kernels for another batch shape round differently in the
+    last bits. Classify's probabilities pass a softmax and an average and hold 1e-6."""
+    folder, good, broken = long_archive
+    local = _cli("features", folder, "--preset", PRESET, "--out", tmp_path / "local")
+    assert local.returncode == 1 and "4 of 14 input(s) failed" in local.stderr, local.stderr
+    local_errors = dict(line.split(": error: ", 1) for line in local.stderr.splitlines() if ": error: " in line)
+
+    def on_ray(out):
+        return _cli("features", folder, "--preset", PRESET, "--engine", "ray", "--address", cluster.address,
+                    "--actors", 2, "--batch", 3, "--out", out, env=cluster.driver_env)
+
+    out = tmp_path / "ray"
+    result = on_ray(out)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines()[0] == f"{out}: 14 video(s) done by this run (4 failed), 0 already there"
+    assert f"4 input(s) failed: {out / 'failed.csv'}" in result.stderr
+
+    expected, expected_index = _feature_files(tmp_path / "local")
+    found, index = _feature_files(out)
+    assert sorted(found) == sorted(Path(g).stem for g in good) == sorted(expected)
+    for stem, (features, windows) in found.items():
+        assert features.dtype == np.float32 and features.shape == expected[stem][0].shape == (5, 96)
+        np.testing.assert_allclose(features, expected[stem][0], rtol=0, atol=1e-5, err_msg=stem)
+        assert windows == expected[stem][1]
+    assert sorted(index) == sorted(expected_index)
+    failed = (out / "failed.csv").read_text().splitlines()
+    assert failed[0] == "video,error" and len(failed) == 5
+    for line in failed[1:]:
+        video, error = line.split(",", 1)
+        assert video in broken and error.strip('"') == local_errors[video], line
+
+    before = {npy.name: npy.read_bytes() for npy in out.glob("*.npy")}
+    again = on_ray(out)
+    assert again.returncode == 1
+    assert again.stdout.splitlines()[0] == f"{out}: 4 video(s) done by this run (4 failed), 10 already there"
+    assert {npy.name: npy.read_bytes() for npy in out.glob("*.npy")} == before
+
+
 # ------------------------------------------------------------------------------------------------------------
 # in this process
 # ------------------------------------------------------------------------------------------------------------
@@ -221,6 +281,27 @@ def test_local_engine_writes_the_same_results(archive, single_process, tmp_path)
     _assert_equals_single_process(_rows(out), single_process, broken)
 
 
+def test_features_pipeline_in_this_process_equals_write_features(long_archive, tmp_path):
+    """The features task (decode to uint8 windows, the backbone per batch of windows, the folder writer) run by
+    the local engine writes the whole maps (`pool="none"`) that `write_features` writes (within 1e-5: batches of
+    2 windows against 4, see above), and a Parquet index."""
+    from video_swin.inference.features import write_features
+
+    folder, good, broken = long_archive
+    reference = write_features(good[:3], PRESET, tmp_path / "reference", pool="none", index="parquet")
+    assert reference["failed"] == []
+    summary = batch.features_archive(good[:3] + [str(folder / "text.mp4")], PRESET, tmp_path / "pipeline",
+                                     engine="local", pool="none", index="parquet", batch_size=2)
+    assert (summary.processed, summary.errors, summary.skipped) == (4, 1, 0)
+    for video in good[:3]:
+        name = Path(video).stem + ".npy"
+        found, expected = np.load(tmp_path / "pipeline" / name), np.load(tmp_path / "reference" / name)
+        assert found.shape == expected.shape == (5, 4, 4, 4, 96)
+        np.testing.assert_allclose(found, expected, rtol=0, atol=1e-5)
+    assert pq.read_table(tmp_path / "pipeline" / "index.parquet").equals(pq.read_table(tmp_path / "reference" / "index.parquet"))
+    assert (tmp_path / "pipeline" / "failed.csv").read_text().startswith(f"video,error\n{folder / 'text.mp4'},")
+
+
 def test_cli_refuses_options_that_do_not_apply(tmp_path):
     result = _cli("classify", tmp_path, "--preset", PRESET, "--engine", "ray")
     assert result.returncode == 1 and result.stderr.strip() == (
@@ -230,6 +311,9 @@ def test_cli_refuses_options_that_do_not_apply(tmp_path):
     result = _cli("classify", tmp_path, "--preset", PRESET, "--out", tmp_path / "r.parquet", "--gpus-per-actor", 1)
     assert result.returncode == 1 and "--gpus-per-actor applies to --engine ray" in result.stderr
     assert not (tmp_path / "r.parquet").exists()
+    result = _cli("features", tmp_path, "--preset", PRESET, "--out", tmp_path / "f", "--actors", 2)
+    assert result.returncode == 1 and "--actors applies to --engine ray" in result.stderr
+    assert not (tmp_path / "f").exists()
 
 
 # ------------------------------------------------------------------------------------------------------------

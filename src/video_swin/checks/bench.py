@@ -275,7 +275,7 @@ def _worker_ours(spec):
 
     wall, cpu = _timed(step)
     if "y" in out:
-        np.save(spec["output"], np.asarray(out["y"]))
+        np.save(spec["output"], np.asarray(out["y"]).astype(np.float32))  # bfloat16 logits: numpy saves no bfloat16
     info.update(first_wall=wall, first_cpu=cpu)
     _serve(step, info)
 

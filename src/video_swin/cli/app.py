@@ -44,6 +44,25 @@ def say_precision_notice(notice):
         print(f"video-swin: note: {notice}", file=sys.stderr, flush=True)
 
 
+RAY_OPTIONS = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
+
+
+def add_engine_arguments(group):
+    """--engine and the Ray cluster's options, shared by `classify --out` and `features`."""
+    group.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this process (default); ray: decoding in Ray tasks, the model in an actor pool")
+    group.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a new local cluster)")
+    group.add_argument("--actors", type=positive_int, help="model actors (default: GPUs / --gpus-per-actor, or 3/4 of the CPUs)")
+    group.add_argument("--cpus-per-actor", type=float, help="CPUs reserved for, and threads used by, each actor (default 1)")
+    group.add_argument("--gpus-per-actor", type=float, help="GPUs per actor where the cluster has GPUs (e.g. 1 or 0.5)")
+
+
+def refuse_options(args, options, applies_to):
+    for name in options:
+        if getattr(args, name) not in (None, False):
+            raise CommandError(f"--{name.replace('_', '-')} applies to {applies_to}")
+
+
 def positive_int(text):
     """An argparse type: an integer of at least 1."""
     try:

@@ -6,17 +6,17 @@ from __future__ import annotations
 import os
 import sys
 
-from video_swin.cli.app import CommandError, add_precision_argument, positive_int, say_precision_notice
+from video_swin.cli.app import (
+    RAY_OPTIONS,
+    CommandError,
+    add_engine_arguments,
+    add_precision_argument,
+    positive_int,
+    refuse_options,
+    say_precision_notice,
+)
 
-
-RAY_OPTIONS = ("address", "actors", "cpus_per_actor", "gpus_per_actor")
 ARCHIVE_OPTIONS = RAY_OPTIONS + ("rows_per_part", "retry_failed")
-
-
-def _refuse(args, options, applies_to):
-    for name in options:
-        if getattr(args, name) not in (None, False):
-            raise CommandError(f"--{name.replace('_', '-')} applies to {applies_to}")
 
 
 def _cmd_classify(args):
@@ -26,7 +26,7 @@ def _cmd_classify(args):
         if args.precision != "float32":
             raise CommandError("--precision bfloat16 is for classifying files in this process, not with --out / --engine ray")
         return _classify_archive(args)
-    _refuse(args, ARCHIVE_OPTIONS, "--out / --engine ray runs")
+    refuse_options(args, ARCHIVE_OPTIONS, "--out / --engine ray runs")
     if args.batch is None:
         args.batch = 1
 
@@ -82,7 +82,7 @@ def _classify_archive(args):
     if args.out is None:
         raise CommandError("--engine ray writes its results to a file: add --out results.parquet")
     if args.engine == "local":
-        _refuse(args, RAY_OPTIONS, "--engine ray")
+        refuse_options(args, RAY_OPTIONS, "--engine ray")
     options = {"rows_per_part": args.rows_per_part} if args.rows_per_part is not None else {}
     # Ray's driver prints the cluster's notices (e.g. "Task ... failed ... will be retried" when a worker dies)
     # on stdout; here stdout carries only the summary, so they go to stderr.
@@ -123,12 +123,7 @@ def add_subcommands(sub):
         "archives", "--out writes one row per video to a Parquet file (video, labels, probabilities, timings, error), "
         "resumable: a rerun skips the videos already there; docs/ray.md")
     archive.add_argument("--out", metavar="RESULTS.parquet", help="write the results to this Parquet file")
-    archive.add_argument("--engine", choices=("local", "ray"), default="local",
-                         help="local: this process (default); ray: decoding in Ray tasks, the model in an actor pool")
-    archive.add_argument("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a new local cluster)")
-    archive.add_argument("--actors", type=positive_int, help="model actors (default: GPUs / --gpus-per-actor, or 3/4 of the CPUs)")
-    archive.add_argument("--cpus-per-actor", type=float, help="CPUs reserved for, and threads used by, each actor (default 1)")
-    archive.add_argument("--gpus-per-actor", type=float, help="GPUs per actor where the cluster has GPUs (e.g. 1 or 0.5)")
+    add_engine_arguments(archive)
     archive.add_argument("--rows-per-part", type=positive_int,
                          help="videos per part file written while running (default 500; also every 60 s)")
     archive.add_argument("--retry-failed", action="store_true", help="redo the videos whose row in --out is an error")

@@ -6,8 +6,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from video_swin.cli.app import CommandError, add_precision_argument, positive_int, say_precision_notice
+from video_swin.cli.app import (
+    RAY_OPTIONS,
+    CommandError,
+    add_engine_arguments,
+    add_precision_argument,
+    positive_int,
+    refuse_options,
+    say_precision_notice,
+)
 
 
 def _positive_float(text):
@@ -92,6 +101,9 @@ def format_segments(result) -> str:
 
 
 def _cmd_features(args):
+    if args.engine == "ray":
+        return _features_on_ray(args)
+    refuse_options(args, RAY_OPTIONS, "--engine ray")
     from video_swin.inference.classify import expand_inputs
     from video_swin.inference.features import write_features
 
@@ -115,6 +127,26 @@ def _cmd_features(args):
     failed = len(summary["failed"]) + len(failures)
     if failed:
         raise CommandError(f"{failed} of {len(videos) + len(failures)} input(s) failed")
+
+
+def _features_on_ray(args):
+    import contextlib
+
+    from video_swin.deploy import batch
+
+    if args.jit != "auto":
+        raise CommandError("--jit applies to --engine local (the actors run the TF graph: their batches vary in size)")
+    # Ray's driver prints the cluster's notices on stdout; here stdout carries only the summary.
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = batch.features_archive(
+            args.videos, args.preset, args.out, engine="ray", address=args.address, stride_s=args.stride_s,
+            pool=args.pool, index=args.index, batch_size=args.batch, num_actors=args.actors,
+            cpus_per_actor=args.cpus_per_actor or 1, gpus_per_actor=args.gpus_per_actor or 0)
+    print(f"{summary.out}: {summary.processed} video(s) done by this run ({summary.errors} failed), "
+          f"{summary.skipped} already there")
+    print(f"index: {Path(summary.out) / ('index.' + args.index)}")
+    if summary.errors:
+        raise CommandError(f"{summary.errors} input(s) failed: {Path(summary.out) / 'failed.csv'}")
 
 
 def _add_window_arguments(p):
@@ -171,5 +203,8 @@ def add_subcommands(sub):
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--pool", choices=["mean", "none"], default="mean", help="mean over positions, or the whole map")
     p.add_argument("--index", choices=["csv", "parquet"], default="csv", help="index format (parquet needs pyarrow)")
+    engine = p.add_argument_group("engines", "--engine ray: decoding in Ray tasks, the backbone in an actor pool; "
+                                  "failures listed in DIR/failed.csv; docs/ray.md")
+    add_engine_arguments(engine)
     p.set_defaults(func=_cmd_features)
 

@@ -248,6 +248,218 @@ class ClassifyTask(BatchTask):
         return ParquetResults(out, schema, settings, rows_per_part=rows_per_part, part_interval_s=part_interval_s)
 
 
+class FeaturesTask(BatchTask):
+    """`FeatureExtractor`'s work split in two: the windows of a video (decode workers: the timeline's window
+    placement, each window's centre crop as uint8) and the backbone over each window (model actors), pooled
+    as `extract_features` pools; the writer (`FeaturesFolder`) writes what `write_features` writes.
+
+    A video's windows travel together from its decode task (memory per decode task: windows x clip x crop²
+    x 3 bytes, e.g. 300 windows of 32x224² = 1.4 GB); the archive still streams video by video."""
+
+    view_columns = ("start_s", "end_s", "fps", "frames")
+
+    def __init__(self, preset, stride_s=None, pool="mean", batch_size=1, index="csv"):
+        from video_swin.data.preprocess import Protocol
+        from video_swin.inference import features
+        from video_swin.zoo import resolve as zoo_resolve
+
+        if pool not in features.POOLS:
+            raise BatchError(f"pool must be one of {', '.join(features.POOLS)}, got {pool!r}")
+        if index not in features.INDEX_FORMATS:
+            raise BatchError(f"index must be one of {', '.join(features.INDEX_FORMATS)}, got {index!r}")
+        if stride_s is not None and not (math.isfinite(stride_s) and stride_s > 0):
+            raise BatchError(f"the stride must be a positive number of seconds, got {stride_s}")
+        if int(batch_size) < 1:
+            raise BatchError(f"batch size must be at least 1, got {batch_size}")
+        loaded = zoo_resolve.load_preset(preset)
+        protocol = Protocol.from_dict(loaded.preprocessing, views="1x1")
+        self.preset_arg = str(preset)
+        self.preset_path = str(loaded.path)
+        self.protocol = protocol.to_dict()
+        self.stride_s = stride_s
+        self.pool = pool
+        self.index = index
+        self.batch_size = int(batch_size)
+        self.view_shape = (protocol.clip_len, protocol.crop_size, protocol.crop_size, 3)
+        self.output_shape = None  # known once an actor has the model (see load_model)
+        self.preset_files = None
+        self.names = {}  # video -> its files' name in the folder (set by `features_archive`)
+
+    def _protocol(self):
+        from video_swin.data.preprocess import Protocol
+
+        return Protocol.from_dict(self.protocol)
+
+    def on_cluster(self):
+        self.preset_files = _put_preset_files(self.preset_path)
+
+    def settings(self):
+        return {"task": "features", "preset": self.preset_arg, "pool": self.pool, "stride_s": self.stride_s}
+
+    def decode(self, path):
+        from video_swin.data.preprocess import resize_short_side
+        from video_swin.data.video import VideoError, open_stream
+        from video_swin.inference.timeline import WindowPlan, iter_windows, stopped_message
+
+        protocol = self._protocol()
+        stream = open_stream(path, frame_fn=lambda frame: resize_short_side(frame, protocol.short_side))
+        views, starts, ends, preprocess_s = [], [], [], 0.0
+        try:
+            plan = WindowPlan.for_protocol(protocol, stream.fps, self.stride_s)
+            for window, sampled in iter_windows(stream, plan):
+                t = time.perf_counter()
+                views.append(protocol.views_from_frames(sampled, normalise=False)[0])
+                preprocess_s += time.perf_counter() - t
+                record = window.record()
+                starts.append(record["start_s"])
+                ends.append(record["end_s"])
+        finally:
+            stream.close()
+        if stream.stopped:  # as `write_features`: a video that ends early is a failure, not a short result
+            raise VideoError(stopped_message(stream.name, stream.frames, plan.fps, len(views), stream.stopped))
+        if not views:
+            raise VideoError(f"no decodable video frames: {stream.name}")
+        n = len(views)
+        columns = {"start_s": starts, "end_s": ends, "fps": [plan.fps] * n, "frames": [stream.frames] * n}
+        timings = {"decode_s": stream.decode_s, "preprocess_s": stream.frame_fn_s + preprocess_s}
+        return DecodedVideo(np.stack(views), columns, timings)
+
+    def load_model(self, threads=None):
+        from video_swin import runtime
+        from video_swin.models.classifier import VideoSwinClassifier
+        from video_swin.models.presets import load_preset
+
+        if threads:
+            _limit_tensorflow_threads(threads)
+        runtime.configure()
+        with _materialised(self.preset_files, self.preset_path) as folder:
+            model = load_preset(folder).load_model()
+        backbone = model.backbone if isinstance(model, VideoSwinClassifier) else model
+        # Batches mix the windows of several videos, so their sizes vary: the TF graph, not one XLA
+        # compile per batch size.
+        backbone.inference_jit_compile = False
+        protocol = self._protocol()
+
+        def features(pixels):
+            maps = np.asarray(backbone.predict_on_batch(protocol.normalize_views(pixels)), dtype=np.float32)
+            return maps.mean(axis=(1, 2, 3)) if self.pool == "mean" else maps
+
+        self.output_shape = features(np.zeros((1, *self.view_shape), np.uint8)).shape[1:]
+        return features
+
+    def finish(self, video, outputs, columns, timings):
+        return {"video": video, "features": outputs.astype(np.float32), "columns": columns, "timings": timings,
+                "error": None}
+
+    def error_row(self, video, message, timings):
+        return {"video": video, "features": None, "columns": None, "timings": timings, "error": message}
+
+    def open_writer(self, out, settings, rows_per_part=DEFAULT_ROWS_PER_PART, part_interval_s=DEFAULT_PART_INTERVAL_S):
+        return FeaturesFolder(out, self)
+
+
+class FeaturesFolder:
+    """The writer of a features run: `write_features`' folder (`<name>.npy`, `<name>.json`, the index), each
+    video's two files written atomically as it completes, so a rerun skips the videos done (same per-video
+    settings as `write_features`: video size and time, preset, pool, stride). The index (every video of
+    the run, done now or before) is written at the end; the videos that failed are listed in
+    `failed.csv` (video, error), which a run without failures removes."""
+
+    def __init__(self, out, task):
+        self.out = Path(out)
+        if self.out.exists() and not self.out.is_dir():
+            raise BatchError(f"--out {self.out} is a file; features are written to a folder")
+        self.task = task
+        self.failed = {}
+        self._lock = None
+
+    def __enter__(self):
+        from video_swin.zoo.download import file_lock
+
+        def busy():
+            raise BatchError(f"another run is writing {self.out} (lock {self.out / '.lock'})")
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = file_lock(self.out / ".lock", on_wait=busy)
+        self._lock.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._lock is not None:
+            self._lock.__exit__(*exc_info)
+            self._lock = None
+            with contextlib.suppress(OSError):
+                (self.out / ".lock").unlink()
+        return False
+
+    def _files(self, video):
+        name = self.task.names.get(video) or Path(video).stem
+        return self.out / f"{name}.npy", self.out / f"{name}.json"
+
+    def _saved(self, video):
+        from video_swin.inference import features
+
+        try:
+            settings = features.video_settings(video, self.task.preset_path, self.task.stride_s, self.task.pool)
+        except OSError:
+            return None
+        return features.saved_features(*self._files(video), settings)
+
+    def done(self, retry_failed=False):
+        return {video for video in self.task.names if self._saved(video) is not None}
+
+    def add(self, row):
+        from video_swin.inference import features
+        from video_swin.inference.timeline import TIME_DECIMALS, WindowPlan, video_id_of
+
+        video = row["video"]
+        if row["error"] is not None:
+            self.failed[video] = row["error"]
+            return
+        npy, meta = self._files(video)
+        values, columns = row["features"], row["columns"]
+        fps, frames = float(columns["fps"][0]), int(columns["frames"][0])
+        plan = WindowPlan.for_protocol(self.task._protocol(), fps, self.task.stride_s)
+        windows = [{"window": i, "start_s": float(s), "end_s": float(e),
+                    "center_s": round((float(s) + float(e)) / 2, TIME_DECIMALS)}
+                   for i, (s, e) in enumerate(zip(columns["start_s"], columns["end_s"]))]
+        saved = {"video": video_id_of(video), "fps": fps, "frames": frames,
+                 "duration_s": round(frames / fps, TIME_DECIMALS), "window_s": round(plan.span_s, TIME_DECIMALS),
+                 "stride_s": round(plan.stride_s, TIME_DECIMALS), "pool": self.task.pool, "windows": windows,
+                 "shape": list(values.shape),
+                 "settings": features.video_settings(video, self.task.preset_path, self.task.stride_s, self.task.pool)}
+        with files.atomic_path(npy) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(values, dtype=np.float32))
+            files.sync_to_disk(tmp)
+        files.atomic_write_text(meta, json.dumps(saved, indent=1) + "\n")
+
+    def finalize(self):
+        from video_swin.inference import features
+
+        rows = []
+        for video in self.task.names:
+            saved = self._saved(video)
+            if saved is not None:
+                npy, _ = self._files(video)
+                rows.extend({"video": video, "file": npy.name, "row": i,
+                             **{k: w[k] for k in ("window", "start_s", "end_s", "center_s")}}
+                            for i, w in enumerate(saved["windows"]))
+        self.index = features.write_index(rows, self.out, self.task.index)
+        failed = self.out / "failed.csv"
+        if self.failed:
+            import csv
+            import io
+
+            text = io.StringIO()
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(["video", "error"])
+            writer.writerows(sorted(self.failed.items()))
+            files.atomic_write_text(failed, text.getvalue())
+        else:
+            failed.unlink(missing_ok=True)
+
+
 def _put_preset_files(folder):
     import ray
 
@@ -782,3 +994,24 @@ def classify_archive(paths, preset, out, *, address=None, engine="ray", views=No
                     cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
                     retry_failed=retry_failed, rows_per_part=rows_per_part, part_interval_s=part_interval_s,
                     input_errors=input_errors, progress=progress, ray_init=ray_init)
+
+
+def features_archive(paths, preset, out, *, address=None, engine="ray", stride_s=None, pool="mean", index="csv",
+                     batch_size=DEFAULT_RAY_BATCH, num_actors=None, cpus_per_actor=1, gpus_per_actor=0,
+                     progress=None, ray_init=None):
+    """Backbone features of each window of every video of `paths` into the folder `out`, as
+    `inference.features.write_features` writes them (`<name>.npy` (windows, ...) float32, `<name>.json`,
+    `index.csv|parquet`), with decoding in Ray tasks and the backbone in an actor pool (engine="ray", the
+    options as in `classify_archive`), or in this process (engine="local"). Videos already in `out` with the
+    same settings are skipped; those that fail are listed in `out/failed.csv` and retried by a rerun.
+    Returns a `BatchSummary`."""
+    from video_swin.inference.classify import expand_inputs
+    from video_swin.inference.features import output_names
+
+    files_, input_errors = expand_inputs(paths)
+    files_ = list(dict.fromkeys(files_))
+    task = FeaturesTask(preset, stride_s=stride_s, pool=pool, batch_size=batch_size, index=index)
+    task.names = dict(zip(files_, output_names(files_)))
+    return run_task(task, files_, out, engine=engine, address=address, num_actors=num_actors,
+                    cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
+                    retry_failed=True, input_errors=input_errors, progress=progress, ray_init=ray_init)

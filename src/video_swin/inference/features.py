@@ -175,20 +175,22 @@ def output_names(videos) -> list[str]:
     ]
 
 
-def _settings(extractor, video, stride_s, pool) -> dict:
+def video_settings(video, preset_path, stride_s, pool) -> dict:
+    """What a video's features depend on, stored in its .json: a rerun with other values redoes it."""
     stat = os.stat(video)
     return {
         "format_version": FORMAT_VERSION,
         "video": os.fspath(video),
         "video_bytes": stat.st_size,
         "video_mtime_ns": stat.st_mtime_ns,
-        "preset": os.path.realpath(extractor.preset.path),
+        "preset": os.path.realpath(preset_path),
         "pool": pool,
         "stride_s": stride_s,
     }
 
 
-def _done(npy, meta, settings) -> dict | None:
+def saved_features(npy, meta, settings) -> dict | None:
+    """The .json of a video's features written with these settings, or None (absent, unreadable, other)."""
     if not (npy.is_file() and meta.is_file()):
         return None
     try:
@@ -223,8 +225,8 @@ def write_features(videos, preset, out_dir, *, stride_s: float | None = None, po
     for video, name in zip(videos, output_names(videos)):
         npy, meta = out_dir / f"{name}.npy", out_dir / f"{name}.json"
         try:
-            settings = _settings(extractor, video, stride_s, pool)
-            saved = _done(npy, meta, settings)
+            settings = video_settings(video, extractor.preset.path, stride_s, pool)
+            saved = saved_features(npy, meta, settings)
             if saved is not None:
                 status = "skipped"
             else:
@@ -243,7 +245,7 @@ def write_features(videos, preset, out_dir, *, stride_s: float | None = None, po
                     for i, w in enumerate(saved["windows"]))
         if on_video is not None:
             on_video(video, status, saved)
-    summary["index"] = str(_write_index(rows, out_dir, index))
+    summary["index"] = str(write_index(rows, out_dir, index))
     return summary
 
 
@@ -273,7 +275,7 @@ def _pyarrow():
     return pyarrow
 
 
-def _write_index(rows, out_dir, index) -> Path:
+def write_index(rows, out_dir, index) -> Path:
     path = out_dir / f"index.{index}"
     if index == "csv":
         text = io.StringIO()

@@ -362,9 +362,13 @@ def _window_views(views: str) -> str:
 
 
 def _stopped_message(run: _Run) -> str:
-    where = f"after frame {run.frames - 1}" if run.frames else "before its first frame"
-    return (f"{run.name} stopped at {run.duration_s:.2f} s ({where}, {len(run.windows)} window(s) scored): "
-            f"{run.stopped}")
+    return stopped_message(run.name, run.frames, run.fps, len(run.windows), run.stopped)
+
+
+def stopped_message(name, frames: int, fps: float, windows: int, reason: str) -> str:
+    """The one line for a video that ended before its end: where, and why."""
+    where = f"after frame {frames - 1}" if frames else "before its first frame"
+    return f"{name} stopped at {frames / fps:.2f} s ({where}, {windows} window(s) scored): {reason}"
 
 
 def video_id_of(video, given=None) -> str:

@@ -26,7 +26,7 @@ SCRATCH_ARCHS = {
 }
 
 
-OFFICIAL_VARIANTS = ("tiny", "small", "base", "large")  # video_swin.model.VARIANTS (importing it imports Keras)
+OFFICIAL_VARIANTS = ("tiny", "small", "base", "large")  # video_swin.models.VARIANTS (importing it imports Keras)
 
 
 def arch_names():
