@@ -12,6 +12,11 @@ mixed precision (Keras policy `mixed_*`: float32 variables, bias/mask/softmax in
 `torch.autocast` with the same dtype. Both sides get the same weights (torchvision's, converted with our
 name map) and the same input; the float32 parity of the logits on the GPU is reported too.
 
+`--batch 8,32,128` sweeps batch sizes. Every row carries the achieved TFLOP/s (2 x the exact multiply-add
+count of `video_swin.checks.bench.multiply_adds`) and its share of `--peak-tflops` (default 989: the
+H100/H200 SXM dense bfloat16/float16 rate from NVIDIA's datasheet; float32 rows against 67, its FP32
+rate without TF32, which is off here).
+
 Each measurement: warm-up calls (the first one is timed separately: trace + compile), then `--runs`
 rounds; in each round every side runs `--iters` forward passes back to back, synchronised, sides
 alternating. Median and min-max per call; clips/s = batch / median. Results go to `--out` as JSON lines
@@ -41,11 +46,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from video_swin.checkpoints import weights  # noqa: E402
+from video_swin.checks.bench import multiply_adds  # noqa: E402
 from video_swin.models import VideoSwinBackbone, VideoSwinClassifier, variant_config  # noqa: E402
 
 TORCHVISION = {"tiny": "swin3d_t", "small": "swin3d_s", "base": "swin3d_b"}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+FP32_PEAK_TFLOPS = 67.0  # H100/H200 SXM, FP32 without tensor cores (TF32 is off in this script)
 
 
 def torch_model(variant, seed=0):
@@ -72,7 +79,22 @@ def jitted_forward(model):
         y, _ = model.stateless_call(trainable, non_trainable, x, training=False)
         return y
 
-    return lambda x: forward(trainable, non_trainable, x)
+    call = lambda x: forward(trainable, non_trainable, x)  # noqa: E731
+    call.lower = lambda x: forward.lower(trainable, non_trainable, x)
+    return call
+
+
+def xla_costs(raw_forward, x, fused):
+    """XLA's own count of the compiled forward pass: FLOPs and bytes accessed (its cost analysis), for a
+    roofline: the time at the peak rate against the time at the memory bandwidth."""
+    from video_swin.models import attention
+
+    with attention.configured(fused_attention=fused):
+        costs = raw_forward.lower(x).compile().cost_analysis()
+    if isinstance(costs, (list, tuple)):
+        costs = costs[0]
+    return {"xla_flops": float(costs.get("flops", float("nan"))),
+            "xla_bytes_accessed": float(costs.get("bytes accessed", float("nan")))}
 
 
 def with_fused_attention(forward, allowed):
@@ -95,14 +117,15 @@ def time_calls(fn, sync, iters):
     return (time.perf_counter() - t) / iters
 
 
-def bench(variant, frames, size, batch, precision, runs, iters, with_compile, emit):
+def bench(variant, frames, size, batch, precision, runs, iters, with_compile, emit, peak_tflops=989.0, roofline=False):
     tm = torch_model(variant)
     x = np.random.default_rng(0).standard_normal((batch, frames, size, size, 3)).astype("float32")
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 4, 1, 2, 3))).to(DEVICE)
     ours = our_model(variant, tm.state_dict(), precision)
     xj = jax.device_put(x)
-    forward = with_fused_attention(jitted_forward(ours), False)
-    forward_fused = with_fused_attention(jitted_forward(ours), True)
+    raw, raw_fused = jitted_forward(ours), jitted_forward(ours)
+    forward = with_fused_attention(raw, False)
+    forward_fused = with_fused_attention(raw_fused, True)
     dtype = DTYPES[precision]
 
     def torch_call(m):
@@ -150,10 +173,22 @@ def bench(variant, frames, size, batch, precision, runs, iters, with_compile, em
         for name in names[r % len(names):] + names[: r % len(names)]:
             fn, sync = sides[name]
             times[name].append(time_calls(fn, sync, iters))
+    costs = {}
+    if roofline:
+        for name, (r, fused) in {"ours_xla": (raw, False), "ours_xla_fused": (raw_fused, True)}.items():
+            if name in sides:
+                try:
+                    costs[name] = xla_costs(r, xj, fused)
+                except Exception as exc:  # a cost analysis the backend does not give
+                    costs[name] = {"xla_cost_error": f"{type(exc).__name__}: {exc}"[:200]}
     eager = statistics.median(times["torch_eager"])
+    flop = 2 * multiply_adds(variant, frames, size, size, batch=batch)
+    peak = FP32_PEAK_TFLOPS if precision == "float32" else peak_tflops
     for name, values in times.items():
         median = statistics.median(values)
         emit({
+            "tflop_per_call": flop / 1e12, "tflops": flop / median / 1e12, "share_of_peak": flop / median / 1e12 / peak,
+            "peak_tflops": peak, **costs.get(name, {}),
             "variant": variant, "frames": frames, "size": size, "batch": batch, "precision": precision, "side": name,
             "median_s": median, "min_s": min(values), "max_s": max(values), "clips_per_s": batch / median,
             "first_call_s": first[name], "ratio_to_torch_eager": median / eager,
@@ -173,9 +208,11 @@ def main(argv=None):
     p.add_argument("--budget", type=float, default=420.0, help="seconds; cases not started by then are skipped")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--iters", type=int, default=5)
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", default="8", help="batch size, or several: 8,32,128")
+    p.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense half-precision peak (default: H100/H200 SXM)")
     p.add_argument("--cases", help="instead of the default list: variant:frames:precision[:compile],... "
                    "e.g. small:16:bfloat16,base:16:bfloat16:compile")
+    p.add_argument("--roofline", action="store_true", help="also XLA's FLOP and byte counts of our compiled forward")
     p.add_argument("--smoke", action="store_true", help="a seconds-long check of the script on any machine")
     args = p.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 means float32 on both sides
@@ -204,14 +241,17 @@ def main(argv=None):
         cases = [(v, int(f), prec, rest == ["compile"]) for v, f, prec, *rest in fields]
     if args.smoke:
         cases, size, args.runs, args.iters = [("tiny", 4, "float32", False), ("tiny", 4, "bfloat16", False)], 32, 2, 1
+    batches = [int(b) for b in str(args.batch).split(",")]
     for variant, frames, precision, with_compile in cases:
-        if time.time() - start > args.budget:
-            print(f"budget spent: skipped {variant} {frames} {precision}", flush=True)
-            continue
-        try:
-            bench(variant, frames, size, args.batch, precision, args.runs, args.iters, with_compile, emit)
-        except Exception as exc:  # report and go on with the next case
-            print(f"FAILED {variant} {frames} {precision}: {type(exc).__name__}: {exc}"[:600], flush=True)
+        for batch in batches:
+            if time.time() - start > args.budget:
+                print(f"budget spent: skipped {variant} {frames} {precision} batch {batch}", flush=True)
+                continue
+            try:
+                bench(variant, frames, size, batch, precision, args.runs, args.iters, with_compile, emit, args.peak_tflops,
+                      args.roofline)
+            except Exception as exc:  # report and go on with the next case
+                print(f"FAILED {variant} {frames} {precision} batch {batch}: {type(exc).__name__}: {exc}"[:600], flush=True)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,14 @@ def check_precision(precision: str) -> str:
 
 
 @contextlib.contextmanager
-def dtype_policy(precision: str):
-    """The Keras dtype policy of `precision` for the layers built inside the block."""
+def dtype_policy(precision: str | None):
+    """The Keras dtype policy of `precision` for the layers built inside the block; None keeps the global
+    policy (`keras.config.set_dtype_policy`), whatever it is."""
     import keras
 
+    if precision is None:
+        yield
+        return
     policy = POLICIES[check_precision(precision)]
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)

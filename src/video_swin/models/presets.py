@@ -87,15 +87,15 @@ class Preset:
     def preprocessing(self):
         return self.config.get("preprocessing") or dict(KINETICS_PROTOCOL)
 
-    def build_model(self, precision="float32"):
+    def build_model(self, precision=None):
         from video_swin.models.precision import dtype_policy
 
         with dtype_policy(precision):
             return model_from_config(self.config)
 
-    def load_model(self, precision="float32"):
+    def load_model(self, precision=None):
         """The model with the preset's weights, its layers computing in `precision` ('float32', or the mixed
-        'bfloat16' / 'float16': float32 weights, see `models.precision`)."""
+        'bfloat16' / 'float16': float32 weights, see `models.precision`; None: Keras' global dtype policy)."""
         weights = self.path / WEIGHTS_FILE
         needed = 2 * parameter_count(self.config["architecture"], self.config.get("num_classes"))
         if weights.stat().st_size < needed:  # 2 bytes a weight: even half precision would need this much
@@ -289,12 +289,14 @@ def config_problem(config) -> str | None:
     return None
 
 
-def from_preset(path, precision="float32"):
+def from_preset(path, precision=None):
     """The classifier (or the backbone, for a preset without head) with the preset's weights. It takes
     (B, T, H, W, 3) float32 normalised pixels and returns logits (or features).
 
-    precision: 'float32' (the reference), or 'bfloat16' where the CPU multiplies bfloat16 natively (else it
-    warns in one line and loads float32; see `models.precision`), or 'float16'.
+    precision: None (default): Keras' global dtype policy, float32 unless you set a mixed one
+    (`keras.config.set_dtype_policy("mixed_bfloat16")` keeps working as with any Keras model); 'float32'
+    (the reference, whatever the global policy), or 'bfloat16' where the CPU multiplies bfloat16 natively
+    (else it warns in one line and loads float32; see `models.precision`), or 'float16'.
     Applies `video_swin.runtime.configure()` first (an entry point of the package; see there to turn
     its settings off)."""
     import warnings
@@ -303,9 +305,10 @@ def from_preset(path, precision="float32"):
     from video_swin.models.precision import inference_precision
 
     runtime.configure()
-    precision, notice = inference_precision(precision)
-    if notice:
-        warnings.warn(notice, RuntimeWarning, stacklevel=2)
+    if precision is not None:
+        precision, notice = inference_precision(precision)
+        if notice:
+            warnings.warn(notice, RuntimeWarning, stacklevel=2)
     return load_preset(path).load_model(precision)
 
 

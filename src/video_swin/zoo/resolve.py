@@ -138,7 +138,7 @@ def load_preset(name_or_path):
     return presets.load_preset(path)
 
 
-def from_preset(name_or_path, precision="float32"):
+def from_preset(name_or_path, precision=None):
     """The classifier (or the backbone, for a preset without head) of a preset folder or registered name,
     with its weights. It takes (B, T, H, W, 3) float32 normalised pixels and returns logits (or features).
     precision: see `models.presets.from_preset`.
