@@ -6,10 +6,11 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # The parity, command-line and video tests: CI runs them a second time in the oneDNN mode this machine's
 # TensorFlow does not default to (`make test-other-onednn`), so that both modes pass on every CI machine.
+# (tests/cli/test_demo.py, the demo end to end, runs in the first pass only: its parity step is these parity tests.)
 ONEDNN_PASS_TESTS := tests/models/test_model_parity.py tests/models/test_layers_parity.py \
-	tests/models/backend_parity_case.py tests/models/test_fast_paths.py tests/models/test_window_ops.py \
+	tests/models/backend_parity_case.py tests/models/test_attention.py tests/models/test_inference.py tests/models/test_window_ops.py \
 	tests/checkpoints/test_convert.py tests/checkpoints/test_inflate.py tests/checks/test_verify.py \
-	tests/inference/test_classify.py tests/cli tests/data/test_video.py tests/data/test_synthetic.py \
+	tests/inference/test_classify.py tests/cli/test_errors.py tests/cli/test_bad_arguments.py tests/data/test_video.py tests/data/test_synthetic.py \
 	tests/data/test_preprocess.py
 
 .PHONY: demo test test-other-onednn clean

@@ -97,7 +97,9 @@ def test_tiny_predict_as_compiled_for_the_cpu_against_torchvision(converted, tin
     "variant,window,shapes",
     [
         ("small", (8, 7, 7), [(1, 18, 64, 64), (2, 6, 96, 80)]),
-        ("base", (8, 7, 7), [(1, 18, 64, 64), (1, 5, 70, 50)]),
+        # Swin-B at its own window: the widest official model, 40 s in both oneDNN passes of CI (slow); the
+        # base case below (the SSv2 window) keeps Swin-B's widths in every run.
+        pytest.param("base", (8, 7, 7), [(1, 18, 64, 64), (1, 5, 70, 50)], marks=pytest.mark.slow),
         ("base", (16, 7, 7), [(1, 34, 64, 64)]),  # the SSv2 window; D = 17 > 16 shifts by 8 in time
     ],
 )
