@@ -256,7 +256,7 @@ class FeaturesTask(BatchTask):
     A video's windows travel together from its decode task (memory per decode task: windows x clip x crop²
     x 3 bytes, e.g. 300 windows of 32x224² = 1.4 GB); the archive still streams video by video."""
 
-    view_columns = ("start_s", "end_s", "fps", "frames")
+    view_columns = ("start_s", "end_s", "center_s", "fps", "frames")
 
     def __init__(self, preset, stride_s=None, pool="mean", batch_size=1, index="csv"):
         from video_swin.data.preprocess import Protocol
@@ -303,16 +303,14 @@ class FeaturesTask(BatchTask):
 
         protocol = self._protocol()
         stream = open_stream(path, frame_fn=lambda frame: resize_short_side(frame, protocol.short_side))
-        views, starts, ends, preprocess_s = [], [], [], 0.0
+        views, records, preprocess_s = [], [], 0.0
         try:
             plan = WindowPlan.for_protocol(protocol, stream.fps, self.stride_s)
             for window, sampled in iter_windows(stream, plan):
                 t = time.perf_counter()
                 views.append(protocol.views_from_frames(sampled, normalise=False)[0])
                 preprocess_s += time.perf_counter() - t
-                record = window.record()
-                starts.append(record["start_s"])
-                ends.append(record["end_s"])
+                records.append(window.record())
         finally:
             stream.close()
         if stream.stopped:  # as `write_features`: a video that ends early is a failure, not a short result
@@ -320,7 +318,8 @@ class FeaturesTask(BatchTask):
         if not views:
             raise VideoError(f"no decodable video frames: {stream.name}")
         n = len(views)
-        columns = {"start_s": starts, "end_s": ends, "fps": [plan.fps] * n, "frames": [stream.frames] * n}
+        columns = {key: [r[key] for r in records] for key in ("start_s", "end_s", "center_s")}
+        columns.update(fps=[plan.fps] * n, frames=[stream.frames] * n)
         timings = {"decode_s": stream.decode_s, "preprocess_s": stream.frame_fn_s + preprocess_s}
         return DecodedVideo(np.stack(views), columns, timings)
 
@@ -420,9 +419,9 @@ class FeaturesFolder:
         values, columns = row["features"], row["columns"]
         fps, frames = float(columns["fps"][0]), int(columns["frames"][0])
         plan = WindowPlan.for_protocol(self.task._protocol(), fps, self.task.stride_s)
-        windows = [{"window": i, "start_s": float(s), "end_s": float(e),
-                    "center_s": round((float(s) + float(e)) / 2, TIME_DECIMALS)}
-                   for i, (s, e) in enumerate(zip(columns["start_s"], columns["end_s"]))]
+        # The window records `Window.record()` made in the decode task (rounded there), as `write_features` saves them.
+        windows = [{"window": i, **{key: float(columns[key][i]) for key in ("start_s", "end_s", "center_s")}}
+                   for i in range(len(values))]
         saved = {"video": video_id_of(video), "fps": fps, "frames": frames,
                  "duration_s": round(frames / fps, TIME_DECIMALS), "window_s": round(plan.span_s, TIME_DECIMALS),
                  "stride_s": round(plan.stride_s, TIME_DECIMALS), "pool": self.task.pool, "windows": windows,
@@ -441,10 +440,7 @@ class FeaturesFolder:
         for video in self.task.names:
             saved = self._saved(video)
             if saved is not None:
-                npy, _ = self._files(video)
-                rows.extend({"video": video, "file": npy.name, "row": i,
-                             **{k: w[k] for k in ("window", "start_s", "end_s", "center_s")}}
-                            for i, w in enumerate(saved["windows"]))
+                rows.extend(features.index_rows(video, self._files(video)[0].name, saved))
         self.index = features.write_index(rows, self.out, self.task.index)
         failed = self.out / "failed.csv"
         if self.failed:

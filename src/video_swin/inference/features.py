@@ -241,8 +241,7 @@ def write_features(videos, preset, out_dir, *, stride_s: float | None = None, po
                 on_video(video, "failed", message)
             continue
         summary[status].append(video)
-        rows.extend({"video": video, "file": npy.name, "row": i, **{k: w[k] for k in ("window", "start_s", "end_s", "center_s")}}
-                    for i, w in enumerate(saved["windows"]))
+        rows.extend(index_rows(video, npy.name, saved))
         if on_video is not None:
             on_video(video, status, saved)
     summary["index"] = str(write_index(rows, out_dir, index))
@@ -273,6 +272,12 @@ def _pyarrow():
     except ImportError:
         raise RuntimeError("a Parquet index needs pyarrow: pip install 'video_swin[parquet]' (or use --index csv)") from None
     return pyarrow
+
+
+def index_rows(video, file_name, saved) -> list[dict]:
+    """The index's rows of one video: one per window of its saved .json."""
+    return [{"video": video, "file": file_name, "row": i, **{k: w[k] for k in ("window", "start_s", "end_s", "center_s")}}
+            for i, w in enumerate(saved["windows"])]
 
 
 def write_index(rows, out_dir, index) -> Path:
